@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import structlog
 from pydantic import BaseModel, ConfigDict
 
-from gatewayd.errors import DeviceUnavailable
+from gatewayd.errors import DeviceUnavailable, UnsupportedAction
 from gatewayd.events import DeviceState
 from gatewayd.protocols.tokens import Method, Token
 
@@ -135,6 +135,14 @@ class Driver(ABC):
         """Stop reading and release the transport. Idempotent."""
         self._closed = True
         await self._safe_close()
+
+    async def perform(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Carry out a named action (``print``, ``open-drawer``…) for the local HTTP API.
+
+        ``POST /v1/devices/{id}/actions/{action}`` lands here. Drivers with actions override
+        it; the base refuses every action with ``UnsupportedAction``.
+        """
+        raise UnsupportedAction(f"driver {self.name!r} has no action {action!r}")
 
     def backoff_delay(self) -> float:
         """The delay before the next restart after ``failures`` consecutive failures."""

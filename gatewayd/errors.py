@@ -28,3 +28,7 @@ class DeviceUnavailable(GatewayError):
 
 class DeviceFailed(GatewayError):
     """The device is there but misbehaves; reported ``failed`` and restarted with backoff."""
+
+
+class UnsupportedAction(GatewayError):
+    """A device was asked for an action its driver does not offer (HTTP 404)."""
