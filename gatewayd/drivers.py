@@ -60,7 +60,7 @@ class DeviceSpec:
 
 
 StateCallback = Callable[[str, DeviceState, str | None], None]
-InputCallback = Callable[[str, RawInput], None]
+InputCallback = Callable[[str, RawInput], object]
 
 
 class Driver(ABC):
