@@ -72,8 +72,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except PluginError as exc:
         print(f"{args.file}: plugins: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{args.file}: ok ({len(settings.devices)} devices, plugins: "
-          f"{', '.join(plugins.names()) or 'none'})")
+    print(
+        f"{args.file}: ok ({len(settings.devices)} devices, plugins: "
+        f"{', '.join(plugins.names()) or 'none'})"
+    )
     return EXIT_OK
 
 

@@ -129,23 +129,29 @@ class Gateway:
     # -- inputs and states (called by drivers, on the event loop) --------------------------
 
     def _on_input(self, device_id: str, raw: RawInput) -> IdentifyEvent | None:
-        driver = self.devices.get(device_id)
-        if driver is None:
-            return None
-        method = raw.method or driver.method
+        """A driver read something: an event, or a logged rejection (never an exception)."""
         try:
-            token = raw.token or self.plugins.classify(raw.text, method)
+            return self._accept(device_id, raw)
         except TokenError as exc:
             self.errors[device_id] += 1
             self.metrics.device_errors.labels(device_id).inc()
             log.warning("input_rejected", device=device_id, error=str(exc))
             return None
+
+    def _accept(self, device_id: str, raw: RawInput) -> IdentifyEvent | None:
+        """Classify, drop repeats, build and publish. Raises ``TokenError`` for non-tokens."""
+        driver = self.devices.get(device_id)
+        if driver is None:
+            return None
+        method = raw.method or driver.method
+        token = raw.token or self.plugins.classify(raw.text, method)
         if self.suppressor.is_repeat(device_id, token.value, time.monotonic()):
             self.metrics.suppressed.inc()
             return None
         if raw.extra:
-            token = type(token)(kind=token.kind, value=token.value,
-                                extra={**token.extra, **raw.extra})
+            token = type(token)(
+                kind=token.kind, value=token.value, extra={**token.extra, **raw.extra}
+            )
         event = IdentifyEvent(
             event_id=new_event_id(),
             ts=utc_timestamp(),
@@ -192,7 +198,7 @@ class Gateway:
 
     def inject(self, device_id: str, text: str, method: Any = None) -> IdentifyEvent | None:
         """An input for a configured device, from the local API (kiosks, manual entry)."""
-        return self._on_input(device_id, RawInput(text=text, method=method))
+        return self._accept(device_id, RawInput(text=text, method=method))
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -219,8 +225,10 @@ class Gateway:
             "ts": utc_timestamp(),
             "uptime": round(time.monotonic() - self.started, 3),
             "counters": dict(self.counts),
-            "queues": {"mqtt": len(self.mqtt.pending), **{
-                name: s["queued"] for name, s in self.notifier.stats().items()}},
+            "queues": {
+                "mqtt": len(self.mqtt.pending),
+                **{name: s["queued"] for name, s in self.notifier.stats().items()},
+            },
             "dropped": {"mqtt": self.mqtt.dropped, "sse": self.sse.dropped},
             "errors": dict(self.errors),
             "devices": {d.spec.id: d.state.value for d in self.devices.values()},
@@ -296,9 +304,13 @@ class Gateway:
                 asyncio.create_task(self._watchdog_loop(), name="watchdog"),
                 asyncio.create_task(self._reload_loop(), name="reload"),
             ]
-            log.info("gateway_started", gateway=self.settings.gateway.id,
-                     store=self.settings.gateway.store, devices=len(self.devices),
-                     http_port=self.http_port)
+            log.info(
+                "gateway_started",
+                gateway=self.settings.gateway.id,
+                store=self.settings.gateway.store,
+                devices=len(self.devices),
+                http_port=self.http_port,
+            )
             self._notify.send("READY=1")
             await self._stop.wait()
         finally:
@@ -307,8 +319,9 @@ class Gateway:
             for task in background:
                 task.cancel()
             await asyncio.wait_for(
-                asyncio.gather(*(self._stop_device(d) for d in list(self.devices)),
-                               return_exceptions=True),
+                asyncio.gather(
+                    *(self._stop_device(d) for d in list(self.devices)), return_exceptions=True
+                ),
                 SHUTDOWN_SECONDS / 2,
             )
             await self.notifier.stop(drain_seconds=SHUTDOWN_SECONDS / 2)
@@ -322,8 +335,9 @@ class Gateway:
             log.info("gateway_stopped")
 
     async def _start_http(self) -> web.AppRunner:
-        runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None,
-                               shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            build_app(self), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await runner.setup()
         host, port = self.settings.http.host_port()
         site = web.TCPSite(runner, host, port)
@@ -366,7 +380,8 @@ class Gateway:
         specs = build_specs(new, self.plugins.driver_classes(), load_profiles(new.profiles_dir))
         new_configs = {d.id: d for d in new.devices}
         changed = [
-            device_id for device_id in set(self.device_configs) | set(new_configs)
+            device_id
+            for device_id in set(self.device_configs) | set(new_configs)
             if self.device_configs.get(device_id) != new_configs.get(device_id)
         ]
         for device_id in changed:

@@ -246,8 +246,12 @@ class MqttSink(Sink):
                         group.create_task(self._listen(client))
             except* aiomqtt.MqttError as group_exc:
                 reason = "; ".join(str(e) for e in group_exc.exceptions)
-                log.warning("mqtt_disconnected", error=reason, retry_in=round(delay, 2),
-                            queued=len(self.pending))
+                log.warning(
+                    "mqtt_disconnected",
+                    error=reason,
+                    retry_in=round(delay, 2),
+                    queued=len(self.pending),
+                )
             finally:
                 self.connected = False
                 self._client = None
@@ -267,8 +271,7 @@ class MqttSink(Sink):
                 await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
             else:
                 await asyncio.gather(
-                    *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
-                      for m in batch)
+                    *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch)
                 )
             for item in batch:
                 # The queue may have overflowed meanwhile: pop only what is still at its head.

@@ -85,7 +85,7 @@ class Plugins:
         log.error("plugin_load_failed", plugin=name, error=self.load_errors[name])
 
     def names(self) -> list[str]:
-        return sorted(n for n, _ in self.pm.list_name_plugin() if n is not None)
+        return sorted(n for n, p in self.pm.list_name_plugin() if p is not None)
 
     def _each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of a hook separately, so one that raises is skipped."""
@@ -94,8 +94,9 @@ class Plugins:
             try:
                 result = impl.function(**kwargs)
             except Exception as exc:  # noqa: BLE001
-                log.error("plugin_hook_failed", plugin=impl.plugin_name, hook=hook_name,
-                          error=repr(exc))
+                log.error(
+                    "plugin_hook_failed", plugin=impl.plugin_name, hook=hook_name, error=repr(exc)
+                )
                 continue
             if result is not None:
                 results.append((impl.plugin_name, result))

@@ -138,8 +138,9 @@ def check_profiles(directory: Path | None, out: TextIO, err: TextIO) -> int:
             for problem in exc.problems:
                 print(f"{exc.source}: {problem}", file=err)
             continue
-        print(f"{path.name}: ok ({profile.vendor} {profile.model}, driver {profile.driver})",
-              file=out)
+        print(
+            f"{path.name}: ok ({profile.vendor} {profile.model}, driver {profile.driver})", file=out
+        )
     if not paths:
         print(f"{directory}: no profiles", file=err)
         return 2

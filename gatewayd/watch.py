@@ -31,24 +31,30 @@ def format_event(kind: str, payload: dict[str, Any]) -> str:
     if kind == "identify":
         token = payload.get("token") or {}
         member = payload.get("member") or {}
-        return _row((
-            str(payload.get("ts", ""))[11:23],
-            str(payload.get("store", "")),
-            str(payload.get("terminal", "")),
-            str(payload.get("device", "")),
-            str(payload.get("method", "")),
-            str(token.get("kind", "")),
-            mask(str(token.get("value", ""))),
-            str(payload.get("phase", "")),
-            str(member.get("name", "")),
-        ))
+        return _row(
+            (
+                str(payload.get("ts", ""))[11:23],
+                str(payload.get("store", "")),
+                str(payload.get("terminal", "")),
+                str(payload.get("device", "")),
+                str(payload.get("method", "")),
+                str(token.get("kind", "")),
+                mask(str(token.get("value", ""))),
+                str(payload.get("phase", "")),
+                str(member.get("name", "")),
+            )
+        )
     if kind == "device":
         error = payload.get("last_error") or ""
-        return f"{str(payload.get('ts', ''))[11:23]:<12}  device {payload.get('device')} " \
-               f"is {payload.get('state')} ({payload.get('driver')}) {error}".rstrip()
+        return (
+            f"{str(payload.get('ts', ''))[11:23]:<12}  device {payload.get('device')} "
+            f"is {payload.get('state')} ({payload.get('driver')}) {error}".rstrip()
+        )
     if kind == "status":
-        return f"{'':<12}  gateway {payload.get('gateway', '?')}: {payload.get('state')} " \
-               f"(epoch {payload.get('epoch')})"
+        return (
+            f"{'':<12}  gateway {payload.get('gateway', '?')}: {payload.get('state')} "
+            f"(epoch {payload.get('epoch')})"
+        )
     return json.dumps(payload, ensure_ascii=False)
 
 
@@ -63,12 +69,16 @@ async def _mqtt_items(args: argparse.Namespace) -> AsyncIterator[tuple[str, dict
         prefix = settings.mqtt.topic_prefix
         username, password = settings.mqtt.username, settings.mqtt.password
         if url is None:
-            url = settings.mqtt.url if not settings.mqtt.embedded else \
-                f"mqtt://{settings.mqtt.embedded_listen}"
+            url = (
+                settings.mqtt.url
+                if not settings.mqtt.embedded
+                else f"mqtt://{settings.mqtt.embedded_listen}"
+            )
     parts = urlsplit(url or "mqtt://127.0.0.1:1883")
     terminal = args.terminal or "+"
-    async with aiomqtt.Client(parts.hostname or "127.0.0.1", parts.port or 1883,
-                              username=username, password=password) as client:
+    async with aiomqtt.Client(
+        parts.hostname or "127.0.0.1", parts.port or 1883, username=username, password=password
+    ) as client:
         await client.subscribe(f"{prefix}/{store}/terminals/{terminal}/identify", qos=1)
         await client.subscribe(f"{prefix}/{store}/gateways/+/devices/+", qos=1)
         await client.subscribe(f"{prefix}/{store}/gateways/+/status", qos=1)
@@ -90,9 +100,12 @@ async def _sse_items(args: argparse.Namespace) -> AsyncIterator[tuple[str, dict[
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     params = {"terminal": args.terminal} if args.terminal else {}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
-        args.http.rstrip("/") + "/v1/events", headers=headers, params=params
-    ) as response:
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(
+            args.http.rstrip("/") + "/v1/events", headers=headers, params=params
+        ) as response,
+    ):
         if response.status != 200:
             raise SystemExit(f"error: {response.status} from {args.http}")
         event, data = "message", ""
@@ -115,8 +128,7 @@ async def watch(args: argparse.Namespace, out: TextIO | None = None) -> int:
     seen = 0
     async for kind, payload in items:
         if args.json:
-            print(json.dumps({"type": kind, **payload}, ensure_ascii=False), file=out,
-                  flush=True)
+            print(json.dumps({"type": kind, **payload}, ensure_ascii=False), file=out, flush=True)
         else:
             print(format_event(kind, payload), file=out, flush=True)
         if kind == "identify":
