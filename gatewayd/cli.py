@@ -157,7 +157,9 @@ def cmd_profiles_check(args: argparse.Namespace) -> int:
     return check_profiles(Path(args.dir) if args.dir else None, sys.stdout, sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_central: bool = True) -> argparse.ArgumentParser:
+    """The whole CLI. ``with_central=False`` leaves central's modules (SQLAlchemy…) unloaded,
+    so the store daemon does not carry them in memory."""
     parser = argparse.ArgumentParser(prog="gatewayd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -212,17 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     pcheck.add_argument("dir", nargs="?", help="folder (default: the bundled profiles)")
     pcheck.set_defaults(func=cmd_profiles_check)
 
-    try:
+    if with_central:
         from gatewayd.central.cli import register as register_central
-    except ImportError:
-        pass
-    else:
+
         register_central(sub)
+    else:
+        sub.add_parser("central", help="the chain's central membership API (see its --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_central=bool(argv) and argv[0] in ("central", "-h", "--help"))
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)

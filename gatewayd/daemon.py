@@ -23,7 +23,6 @@ from pydantic import ValidationError
 from gatewayd import __version__
 from gatewayd.config import DeviceConfig, Settings, describe_errors, load_settings
 from gatewayd.drivers import DeviceSpec, Driver, RawInput
-from gatewayd.embedded_broker import EmbeddedBroker
 from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.events import (
     DeviceState,
@@ -288,6 +287,8 @@ class Gateway:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         broker = None
         if self.settings.mqtt.embedded:
+            from gatewayd.embedded_broker import EmbeddedBroker  # amqtt is heavy: only if used
+
             broker = EmbeddedBroker(self.settings.mqtt.embedded_listen)
             await broker.start()
         runner: web.AppRunner | None = None

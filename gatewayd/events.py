@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from collections.abc import Mapping
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
@@ -88,7 +90,19 @@ class IdentifyEvent(BaseModel):
     )
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        return self.json_bytes.decode()
+
+    @cached_property
+    def json_bytes(self) -> bytes:
+        """The serialised event, computed once however many sinks send it."""
+        return self.__pydantic_serializer__.to_json(self)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (e.g. the ``resolved`` phase of a ``detected`` event), never with the
+        original's cached JSON."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("json_bytes", None)
+        return copy
 
     def log_fields(self) -> dict[str, Any]:
         """Fields for a log line, personal data masked."""

@@ -123,6 +123,7 @@ class MqttSink(Sink):
     """
 
     name = "mqtt"
+    immediate = True
 
     def __init__(
         self,
@@ -156,12 +157,12 @@ class MqttSink(Sink):
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt")
 
-    async def handle_event(self, event: IdentifyEvent) -> None:
-        self.enqueue(self.topics.identify(event.terminal), event.to_json().encode(), qos=1)
-
-    async def handle_status(self, status: DeviceStatus) -> None:
-        topic = self.topics.device(status.device)
-        payload = status.model_dump_json().encode()
+    def offer(self, item: IdentifyEvent | DeviceStatus) -> None:
+        if isinstance(item, IdentifyEvent):
+            self.enqueue(self.topics.identify(item.terminal), item.json_bytes, qos=1)
+            return
+        topic = self.topics.device(item.device)
+        payload = item.model_dump_json().encode()
         self.retained[topic] = payload
         self.enqueue(topic, payload, qos=1, retain=True)
 

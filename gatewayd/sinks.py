@@ -20,10 +20,20 @@ log = structlog.get_logger("gatewayd.sinks")
 
 
 class Sink:
-    """A listener. Override ``handle_event`` and/or ``handle_status``; both default to no-op."""
+    """A listener. Override ``handle_event`` and/or ``handle_status``; both default to no-op.
+
+    A sink whose handling is a non-blocking hand-over to its own queue (MQTT, SSE) sets
+    ``immediate = True`` and overrides ``offer``: the notifier then calls it synchronously,
+    saving two task switches per event on the hot path.
+    """
 
     name: str = "sink"
     queue_size: int = 1000
+    immediate: bool = False
+
+    def offer(self, item: IdentifyEvent | DeviceStatus) -> None:
+        """Take an item without awaiting (only for ``immediate`` sinks). Must not block."""
+        raise NotImplementedError
 
     async def start(self) -> None:
         """Acquire resources (connections, files) before the first item."""
@@ -82,14 +92,22 @@ class Notifier:
     """Fans items out to every sink's queue without awaiting any of them."""
 
     def __init__(self, sinks: list[Sink]) -> None:
-        self._runners = [_SinkRunner(s) for s in sinks]
+        self._immediate = [s for s in sinks if s.immediate]
+        self._runners = [_SinkRunner(s) for s in sinks if not s.immediate]
 
     async def start(self) -> None:
+        for sink in self._immediate:
+            await sink.start()
         for runner in self._runners:
             await runner.sink.start()
             runner.task = asyncio.create_task(runner.run(), name=f"sink:{runner.sink.name}")
 
     def publish(self, item: Item) -> None:
+        for sink in self._immediate:
+            try:
+                sink.offer(item)
+            except Exception as exc:  # noqa: BLE001 - one sink's failure stays its own
+                log.error("sink_failed", sink=sink.name, error=repr(exc))
         for runner in self._runners:
             runner.put(item)
 
@@ -110,7 +128,13 @@ class Notifier:
                 runner.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner.task
-            try:
-                await runner.sink.stop()
-            except Exception as exc:  # noqa: BLE001
-                log.error("sink_stop_failed", sink=runner.sink.name, error=repr(exc))
+            await _stop_sink(runner.sink)
+        for sink in reversed(self._immediate):
+            await _stop_sink(sink)
+
+
+async def _stop_sink(sink: Sink) -> None:
+    try:
+        await sink.stop()
+    except Exception as exc:  # noqa: BLE001
+        log.error("sink_stop_failed", sink=sink.name, error=repr(exc))

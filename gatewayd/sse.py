@@ -34,6 +34,7 @@ class SseHub(Sink):
     """A sink that keeps a replay buffer and feeds every connected SSE client's queue."""
 
     name = "sse"
+    immediate = True
 
     def __init__(self, buffer_size: int = 1000, client_queue: int = 1000) -> None:
         self.boot = str(ULID())
@@ -54,11 +55,11 @@ class SseHub(Sink):
                 self.dropped += 1
             queue.put_nowait(message)
 
-    async def handle_event(self, event: IdentifyEvent) -> None:
-        self._add("identify", event.to_json(), event.terminal)
-
-    async def handle_status(self, status: DeviceStatus) -> None:
-        self._add("device", status.model_dump_json(), status.terminal)
+    def offer(self, item: IdentifyEvent | DeviceStatus) -> None:
+        if isinstance(item, IdentifyEvent):
+            self._add("identify", item.to_json(), item.terminal)
+        else:
+            self._add("device", item.model_dump_json(), item.terminal)
 
     def add_message(self, terminal: str, payload: dict[str, object]) -> None:
         """A terminal message (from central) for SSE clients of that terminal."""
