@@ -23,7 +23,7 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._support import (  # noqa: E402
+from benchmarks._support import (
     Broker,
     cpu_seconds,
     free_port,
@@ -31,7 +31,7 @@ from benchmarks._support import (  # noqa: E402
     rss_mb,
     start_gateway,
 )
-from gatewayd.simulate import PtyDevice  # noqa: E402
+from gatewayd.simulate import PtyDevice
 
 
 def summary(samples: list[float]) -> dict[str, float]:
