@@ -151,6 +151,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gatewayd.demo import run_demo
+
+    try:
+        return asyncio.run(run_demo(args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def cmd_profiles_check(args: argparse.Namespace) -> int:
     from gatewayd.profiles import check_profiles
 
@@ -207,6 +216,12 @@ def build_parser(with_central: bool = True) -> argparse.ArgumentParser:
     simulate.add_argument("--repeat", type=int, default=0, help="cycles (0: forever)")
     simulate.add_argument("--stdin", action="store_true", help="send each stdin line")
     simulate.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="a whole gateway with simulated devices, live")
+    demo.add_argument("--interval", type=float, default=3.0, help="seconds between scans")
+    demo.add_argument("--duration", type=float, default=0, help="stop after N seconds")
+    demo.add_argument("--http-port", type=int, default=0, help="local API port (default: free)")
+    demo.set_defaults(func=cmd_demo)
 
     profiles = sub.add_parser("profiles", help="device profile tools")
     profiles_sub = profiles.add_subparsers(dest="profiles_command", required=True)

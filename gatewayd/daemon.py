@@ -12,7 +12,7 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from gatewayd.mqtt import EpochStore, MqttSink
 from gatewayd.plugin_manager import Plugins
 from gatewayd.profiles import Profile, load_profiles, merged_options
 from gatewayd.protocols.tokens import RepeatSuppressor, TokenError
-from gatewayd.sinks import Notifier
+from gatewayd.sinks import Notifier, Sink
 from gatewayd.sse import SseHub
 from gatewayd.systemd import Notify
 
@@ -101,7 +101,12 @@ class Gateway:
     """One store gateway: its devices, its sinks and its local API."""
 
     def __init__(
-        self, settings: Settings, *, config_path: Path | None = None, plugins: Plugins | None = None
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        plugins: Plugins | None = None,
+        extra_sinks: Sequence[Sink] = (),
     ) -> None:
         self.settings = settings
         self.config_path = config_path
@@ -110,7 +115,9 @@ class Gateway:
         self.metrics = Metrics()
         self.sse = SseHub(settings.http.replay_buffer)
         self.mqtt = MqttSink(settings, epochs=EpochStore(settings.gateway.state_dir / "epoch"))
-        self.notifier = Notifier([self.mqtt, self.sse, *self.plugins.sinks(settings)])
+        self.notifier = Notifier(
+            [self.mqtt, self.sse, *extra_sinks, *self.plugins.sinks(settings)]
+        )
         self.devices: dict[str, Driver] = {}
         self.device_configs: dict[str, DeviceConfig] = {}
         self._device_tasks: dict[str, asyncio.Task[None]] = {}

@@ -19,7 +19,7 @@ import aiomqtt
 from gatewayd.protocols.tokens import mask
 
 COLUMNS = ("time", "store", "terminal", "device", "method", "kind", "token", "phase", "member")
-WIDTHS = (12, 8, 10, 14, 9, 21, 22, 10, 16)
+WIDTHS = (12, 10, 10, 14, 9, 21, 22, 10, 16)
 
 
 def _row(values: tuple[str, ...]) -> str:
