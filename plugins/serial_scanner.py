@@ -14,13 +14,13 @@ from typing import Literal
 
 import serial
 import serial_asyncio_fast
-from gatewayd.protocols.framing import LineFramer, Overflow
-from gatewayd.protocols.tokens import Method
 from pydantic import Field
 
 from gatewayd.drivers import DeviceSpec, Driver, DriverOptions, RawInput
 from gatewayd.errors import DeviceUnavailable
 from gatewayd.hookspecs import hookimpl
+from gatewayd.protocols.framing import LineFramer, Overflow
+from gatewayd.protocols.tokens import Method
 
 READ_CHUNK = 4096
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from gatewayd.protocols.tokens import classify
-
 from gatewayd.events import IdentifyEvent, Phase, TokenInfo, new_event_id, utc_timestamp
+from gatewayd.protocols.tokens import classify
 from gatewayd.sinks import Notifier, Sink
 
 
