@@ -53,7 +53,7 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._depth: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()
@@ -118,7 +118,7 @@ class Outbox:
 
     @property
     def depth(self) -> int:
-        return self._depth
+        return int(self._depth)
 
     @property
     def dropped(self) -> int:
