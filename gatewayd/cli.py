@@ -160,6 +160,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from gatewayd.discovery import discover, print_devices
+    from gatewayd.profiles import load_profiles
+
+    try:
+        profiles = load_profiles(Path(args.profiles) if args.profiles else None)
+    except ConfigError as exc:
+        return _print_config_error(exc)
+    print_devices(discover(profiles), sys.stdout, args.json)
+    return EXIT_OK
+
+
 def cmd_profiles_check(args: argparse.Namespace) -> int:
     from gatewayd.profiles import check_profiles
 
@@ -222,6 +234,11 @@ def build_parser(with_central: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=0, help="stop after N seconds")
     demo.add_argument("--http-port", type=int, default=0, help="local API port (default: free)")
     demo.set_defaults(func=cmd_demo)
+
+    devices = sub.add_parser("devices", help="list attached devices and their profiles")
+    devices.add_argument("--json", action="store_true")
+    devices.add_argument("--profiles", help="profiles folder (default: the bundled profiles)")
+    devices.set_defaults(func=cmd_devices)
 
     profiles = sub.add_parser("profiles", help="device profile tools")
     profiles_sub = profiles.add_subparsers(dest="profiles_command", required=True)
