@@ -238,8 +238,10 @@ class MqttSink(Sink):
                     await client.publish(
                         self.topics.status, self._status_payload("online"), qos=1, retain=True
                     )
+                    queued = {item.topic for item in self.pending if item.retain}
                     for topic, payload in list(self.retained.items()):
-                        await client.publish(topic, payload, qos=1, retain=True)
+                        if topic not in queued:  # a newer state is about to go out anyway
+                            await client.publish(topic, payload, qos=1, retain=True)
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     async with asyncio.TaskGroup() as group:
