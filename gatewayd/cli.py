@@ -143,6 +143,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.kind == "card":
+        from gatewayd.vpcd_card import run_card_simulator
+
+        try:
+            return run_card_simulator(args)
+        except KeyboardInterrupt:
+            return EXIT_OK
     from gatewayd.simulate import run_simulator
 
     try:
@@ -227,6 +234,13 @@ def build_parser(with_central: bool = True) -> argparse.ArgumentParser:
     simulate.add_argument("--interval", type=float, default=2.0, help="seconds between codes")
     simulate.add_argument("--repeat", type=int, default=0, help="cycles (0: forever)")
     simulate.add_argument("--stdin", action="store_true", help="send each stdin line")
+    simulate.add_argument("--uid", help="card: the UID in hex (default 04A1B2C3)")
+    simulate.add_argument("--block", action="append", default=[], metavar="N=HEX",
+                          help="card: MIFARE block N holds these 16 bytes")
+    simulate.add_argument("--reader", type=int, default=0, choices=[0, 1],
+                          help="card: vpcd reader (0: Virtual PCD 00 00)")
+    simulate.add_argument("--hold", type=float, default=2.0,
+                          help="card: seconds the card stays on the reader")
     simulate.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser("demo", help="a whole gateway with simulated devices, live")
