@@ -119,6 +119,17 @@ class CentralSection(_Section):
     timeout_ms: int = Field(default=800, ge=10, le=60_000)
 
 
+class DiscoverySection(_Section):
+    """``auto = true``: devices that match a profile start without a ``[[devices]]`` entry."""
+
+    auto: bool = False
+    terminal: str = Field(default="auto", pattern=r"^[A-Za-z0-9_.-]+$")
+    interval: float = Field(default=2.0, gt=0, le=3600)
+    dev_root: Path = Path("/dev")
+    sys_root: Path = Path("/sys")
+    pcsc: bool = True
+
+
 class PluginsSection(_Section):
     disabled: tuple[str, ...] = ()
 
@@ -145,6 +156,7 @@ class Settings(_Section):
     http: HttpSection = HttpSection()
     central: CentralSection = CentralSection()
     plugins: PluginsSection = PluginsSection()
+    discovery: DiscoverySection = DiscoverySection()
     plugins_dir: Path | None = None
     profiles_dir: Path | None = None
     devices: tuple[DeviceConfig, ...] = ()

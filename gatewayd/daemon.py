@@ -130,7 +130,8 @@ class Gateway:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._notify = Notify()
-        self._specs = build_specs(settings, self.plugins.driver_classes(), self.profiles)
+        self.driver_classes = self.plugins.driver_classes()
+        self._specs = build_specs(settings, self.driver_classes, self.profiles)
 
     # -- inputs and states (called by drivers, on the event loop) --------------------------
 
@@ -266,6 +267,18 @@ class Gateway:
                 log.error("driver_crashed", device=driver.spec.id, error=repr(exc))
                 await asyncio.sleep(driver.backoff_delay())
 
+    def add_device(self, cls: type[Driver], spec: DeviceSpec) -> None:
+        """Start a device found at run time (auto discovery)."""
+        self._start_device(cls, spec)
+
+    async def remove_device(self, device_id: str) -> None:
+        """Stop a device that went away for good; its retained state says ``stopped``."""
+        driver = self.devices.get(device_id)
+        await self._stop_device(device_id)
+        if driver is not None:
+            driver.state = DeviceState.STOPPED
+            self.notifier.publish(self._device_status(driver))
+
     async def _stop_device(self, device_id: str) -> None:
         driver = self.devices.pop(device_id, None)
         task = self._device_tasks.pop(device_id, None)
@@ -309,6 +322,7 @@ class Gateway:
             self.device_configs = {d.id: d for d in self.settings.devices}
             background = [
                 asyncio.create_task(self._health_loop(), name="health"),
+                *self._auto_tasks(),
                 asyncio.create_task(self._watchdog_loop(), name="watchdog"),
                 asyncio.create_task(self._reload_loop(), name="reload"),
             ]
@@ -358,6 +372,13 @@ class Gateway:
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else port
         return runner
+
+    def _auto_tasks(self) -> list[asyncio.Task[None]]:
+        if not self.settings.discovery.auto:
+            return []
+        from gatewayd.autodevices import AutoDevices
+
+        return [asyncio.create_task(AutoDevices(self).run(), name="auto-devices")]
 
     async def _health_loop(self) -> None:
         while True:
