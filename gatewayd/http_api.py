@@ -117,6 +117,8 @@ async def device_action(request: web.Request) -> web.Response:
         result = await driver.perform(action, params)
     except UnsupportedAction as exc:
         return error(404, "unsupported_action", str(exc))
+    except ValueError as exc:  # the request itself is wrong (unknown template, bad data)
+        return error(422, "invalid_action", str(exc))
     except Exception as exc:  # noqa: BLE001 - report a device error, never crash the API
         log.error("device_action_failed", device=device_id, action=action, error=repr(exc))
         return error(502, "device_error", f"{type(exc).__name__}: {exc}")
