@@ -1,0 +1,170 @@
+"""HTTP plumbing shared by the route modules: the operation table, bodies, keys, services.
+
+Each route module lists ``Operation``s; ``app.py`` mounts them and ``openapi.py`` documents
+them from the same table, so the document cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from .auth import Authenticator, Principal
+from .clock import Clock
+from .codes import ConsumptionCodes
+from .config import CentralSettings
+from .db import Database
+from .errors import Invalid, NotFound
+from .identify import Identifier
+from .members import MemberService
+from .ratelimit import TokenBucketLimiter
+from .registry import Registry
+from .schemas import ID_PATTERN, MAX_ROW_ID
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Auth = Literal["public", "any", "admin"]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """Everything a handler needs; built once per process in the app's cleanup context."""
+
+    settings: CentralSettings
+    clock: Clock
+    db: Database
+    http: aiohttp.ClientSession
+    auth: Authenticator
+    members: MemberService
+    registry: Registry
+    codes: ConsumptionCodes
+    identifier: Identifier
+    identify_limit: TokenBucketLimiter
+    redeem_limit: TokenBucketLimiter
+    issue_limit: TokenBucketLimiter
+
+
+SERVICES = web.AppKey("services", Services)
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueryParam:
+    name: str
+    description: str
+    pattern: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operation:
+    """One documented endpoint: how it is routed, authenticated and described."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    auth: Auth = "any"
+    errors: tuple[int, ...] = ()
+    int_params: tuple[str, ...] = ()
+    str_params: tuple[str, ...] = ()
+    query: tuple[QueryParam, ...] = ()
+    description: str = ""
+    operation_id: str = field(default="")
+
+    @property
+    def route_path(self) -> str:
+        """The aiohttp form: integer parameters only match digits."""
+        path = self.path
+        for name in self.int_params:
+            path = path.replace("{" + name + "}", "{" + name + r":\d{1,12}}")
+        return path
+
+    def error_statuses(self) -> list[int]:
+        statuses = set(self.errors)
+        if self.auth != "public":
+            statuses |= {401, 403}
+        if self.request is not None:
+            statuses |= {413, 422}
+        if self.int_params or self.str_params:
+            statuses |= {404}
+        return sorted(statuses)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller (set by the operation wrapper before the handler runs)."""
+    return request[PRINCIPAL]
+
+
+def path_int(request: web.Request, name: str) -> int:
+    """An integer path parameter; ids beyond any row id are simply not found."""
+    value = int(request.match_info[name])
+    if not 1 <= value <= MAX_ROW_ID:
+        raise NotFound(f"no such {name.removesuffix('_id')} {value}", code="not_found")
+    return value
+
+
+def _describe(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
+    details = [
+        {"loc": [str(part) for part in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_input=False, include_url=False)
+    ]
+    message = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details[:10])
+    return message, details
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """Read and validate the JSON body (413 over the limit, 422 with every problem listed)."""
+    raw = await request.read()
+    if not raw.strip():
+        raise Invalid("a JSON request body is required", code="invalid_request")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        message, details = _describe(exc)
+        raise Invalid(message, code="invalid_request", details=details) from exc
+
+
+def respond(model: type[BaseModel] | None, body: Any, status: int = 200) -> web.Response:
+    """Serialise ``body`` through its response model, so responses match the document."""
+    if model is None:
+        return web.Response(status=status)
+    data = model.model_validate(body).model_dump(mode="json")
+    return web.json_response(data, status=status)
+
+
+def wrap(op: Operation) -> Handler:
+    """The route handler: authenticate and authorise per ``op.auth``, then call the handler."""
+
+    allowed_query = {q.name for q in op.query}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        unknown = sorted(set(request.query) - allowed_query)
+        if unknown:
+            raise Invalid(
+                f"unknown query parameters: {', '.join(unknown)[:200]}", code="invalid_request"
+            )
+        if op.auth != "public":
+            found = await services(request).auth.authenticate(request.headers.get("Authorization"))
+            if op.auth == "admin":
+                found.require_admin()
+            request[PRINCIPAL] = found
+        return await op.handler(request)
+
+    return handle
+
+
+ID_QUERY = re.compile(ID_PATTERN)

@@ -1,0 +1,1 @@
+"""Alembic environment and versions for central's schema (installed with the package)."""
