@@ -165,3 +165,31 @@ identifications = sa.Table(
     _millis("created_at"),
     sa.UniqueConstraint("store_id", "event_id"),
 )
+
+# -- the gateway link (issue 6): records forwarded by gateways' outboxes, and the channel ----
+
+gateway_records = sa.Table(
+    "gateway_records",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("gateway_id", sa.String(64), nullable=False),
+    # "device" (a state change) or "heartbeat"; identifications go to their own table.
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("key", sa.String(128), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    _millis("received_at"),
+    sa.UniqueConstraint("gateway_id", "key"),
+)
+
+channel_messages = sa.Table(
+    "channel_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("store_id", sa.String(64), nullable=False, index=True),
+    # None: for every gateway of the store (terminal messages); else one gateway (commands).
+    sa.Column("gateway_id", sa.String(64)),
+    sa.Column("terminal_id", sa.String(64)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    _millis("created_at"),
+)
