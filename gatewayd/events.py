@@ -39,6 +39,11 @@ class DeviceState(StrEnum):
     STOPPED = "stopped"
 
 
+LOGGABLE_EXTRAS = frozenset(
+    {"aim", "reason", "rings", "mobile", "check_digit", "track", "legacy", "purpose"}
+)
+
+
 class TokenInfo(BaseModel):
     """The token: ``kind``, ``value`` and kind-specific fields (e.g. ``rings``, ``aim``)."""
 
@@ -52,8 +57,10 @@ class TokenInfo(BaseModel):
         return cls(kind=token.kind, value=token.value, **token.extra)
 
     def masked(self) -> dict[str, Any]:
-        """This token with its value masked to the last 4 characters, for logs."""
-        return {**self.model_dump(), "value": mask(self.value)}
+        """This token for a log line: the value masked to its last 4 characters, and only
+        extra fields known to hold no personal data (never a name, a birth date, a PIN)."""
+        extra = {k: v for k, v in (self.model_extra or {}).items() if k in LOGGABLE_EXTRAS}
+        return {"kind": self.kind.value, "value": mask(self.value), **extra}
 
 
 def utc_timestamp(when: dt.datetime | None = None) -> str:
