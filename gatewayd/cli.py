@@ -228,12 +228,27 @@ def build_parser(with_central: bool = True) -> argparse.ArgumentParser:
     watch.set_defaults(func=cmd_watch)
 
     simulate = sub.add_parser("simulate", help="play a device on a pseudo-terminal")
-    simulate.add_argument("kind", help="scanner (more kinds: see the README)")
+    simulate.add_argument("kind", help="scanner, msr, idcard, modem, face, palm or card")
     simulate.add_argument("--link", help="also create this symlink to the port")
     simulate.add_argument("--code", action="append", default=[], help="code to send")
     simulate.add_argument("--interval", type=float, default=2.0, help="seconds between codes")
     simulate.add_argument("--repeat", type=int, default=0, help="cycles (0: forever)")
     simulate.add_argument("--stdin", action="store_true", help="send each stdin line")
+    simulate.add_argument("--card", help="idcard: JSON file of the card (default: a demo card)")
+    simulate.add_argument("--baud", type=int, default=115200, help="idcard: the reader's baud rate")
+    simulate.add_argument(
+        "--pace", action="store_true", help="idcard: send bytes no faster than the baud rate"
+    )
+    simulate.add_argument("--number", default="13800138000", help="modem: the caller's number")
+    simulate.add_argument("--caller-name", help="modem: the caller's name (NAME line)")
+    simulate.add_argument("--password", help="modem: digits the caller types when answered")
+    simulate.add_argument("--flavour", choices=("conexant", "usr"), default="conexant")
+    simulate.add_argument(
+        "--line", choices=("fsk", "dtmf"), default="fsk", help="modem: caller-ID signalling"
+    )
+    simulate.add_argument(
+        "--ring-period", type=float, default=1.0, help="modem: seconds between RINGs"
+    )
     simulate.add_argument("--uid", help="card: the UID in hex (default 04A1B2C3)")
     simulate.add_argument("--block", action="append", default=[], metavar="N=HEX",
                           help="card: MIFARE block N holds these 16 bytes")

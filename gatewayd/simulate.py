@@ -9,6 +9,7 @@ the same link).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import termios
@@ -65,27 +66,109 @@ class PtyDevice:
         self.unplug()
 
 
+KINDS = ("scanner", "msr", "idcard", "modem", "face", "palm")
+DEFAULT_CODES = {
+    "scanner": ["13800138000"],
+    "msr": ["8800001234567890"],
+    "face": ["134567890123456789", "281234567890123456"],  # WeChat, Alipay payment codes
+    "palm": ["134567890123456789"],
+}
+
+
 def run_simulator(args: argparse.Namespace) -> int:
-    """``gatewayd simulate KIND``: print the port path, then play the device until Ctrl-C."""
-    if args.kind != "scanner":
-        print(f"error: unknown simulator {args.kind!r} (known: scanner)", file=sys.stderr)
+    """``gatewayd simulate KIND``: print the port path, then play the device until Ctrl-C.
+
+    ``scanner``, ``face`` and ``palm`` write codes as CR-terminated lines (``--code``,
+    ``--stdin``); ``msr`` writes a two-track swipe per ``--code`` card number; ``idcard``
+    answers SAM_V commands, placing ``--card`` (default: a demo card) for ``--interval``
+    seconds, then removing it for as long; ``modem`` answers AT commands and plays a call
+    from ``--number`` every ``--interval`` seconds.
+    """
+    kind = args.kind
+    if kind not in KINDS:
+        print(
+            f"error: unknown simulator {kind!r} (known: {', '.join(KINDS)}, card)", file=sys.stderr
+        )
         return 2
+    if kind == "idcard":
+        return _run_idcard(args)
+    if kind == "modem":
+        return _run_modem(args)
     device = PtyDevice(args.link)
     print(device.path, flush=True)
     try:
+        encode = _swipe if kind == "msr" else _line
         if args.stdin:
             for line in sys.stdin:
-                device.write(line.rstrip("\r\n").encode() + b"\r")
+                _send(device, encode(line.rstrip("\r\n")))
             time.sleep(0.2)
             return 0
-        codes = args.code or ["13800138000"]
+        codes = args.code or DEFAULT_CODES[kind]
         cycle = 0
         while args.repeat == 0 or cycle < args.repeat:
             for code in codes:
                 time.sleep(args.interval)
-                device.write(code.encode() + b"\r")
+                _send(device, encode(code))
             cycle += 1
         time.sleep(0.2)
         return 0
     finally:
         device.close()
+
+
+def _send(device: PtyDevice, data: bytes) -> None:
+    """Write, or lose the bytes while no one has the port open (EIO), as a wire would."""
+    try:
+        device.write(data)
+    except OSError as exc:
+        print(f"not sent: {exc.strerror}", file=sys.stderr, flush=True)
+
+
+def _line(code: str) -> bytes:
+    return code.encode() + b"\r"
+
+
+def _swipe(number: str) -> bytes:
+    from gatewayd.simulators import demo_swipe
+
+    return demo_swipe(number)
+
+
+def _cycles(args: argparse.Namespace) -> range | itertools.count[int]:
+    return itertools.count() if args.repeat == 0 else range(args.repeat)
+
+
+def _run_idcard(args: argparse.Namespace) -> int:
+    from gatewayd.simulators import DEMO_CARD, IdCardReaderSim, load_card
+
+    card = load_card(args.card) if args.card else DEMO_CARD
+    reader = IdCardReaderSim(card, args.link, baud=args.baud, pace=args.pace)
+    print(reader.path, flush=True)
+    reader.start()
+    try:
+        for _ in _cycles(args):
+            time.sleep(args.interval)
+            reader.place()
+            print("card placed", file=sys.stderr, flush=True)
+            time.sleep(args.interval)
+            reader.remove()
+            print("card removed", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        reader.stop()
+
+
+def _run_modem(args: argparse.Namespace) -> int:
+    from gatewayd.simulators import ModemSim
+
+    modem = ModemSim(args.link, flavour=args.flavour, line=args.line, password=args.password)
+    print(modem.path, flush=True)
+    modem.start()
+    try:
+        for _ in _cycles(args):
+            time.sleep(args.interval)
+            modem.play_call(args.number, name=args.caller_name, period=args.ring_period)
+        time.sleep(0.2)
+        return 0
+    finally:
+        modem.stop()
