@@ -117,6 +117,29 @@ class CentralSection(_Section):
     url: str | None = None
     key: str | None = None
     timeout_ms: int = Field(default=800, ge=10, le=60_000)
+    heartbeat_interval: float = Field(default=30.0, gt=0)
+    cache_ttl_hours: float = Field(default=24.0, ge=0)
+    outbox_max_items: int = Field(default=200_000, ge=10)
+    outbox_max_age_days: float = Field(default=7.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    tls_ca: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be http://host:port or https://host")
+        return value.rstrip("/") if value else value
+
+
+class TerminalConfig(_Section):
+    """Per-terminal settings of the payment-code window."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    identify_on_payment_code: bool = True
+    payment_window_seconds: float = Field(default=300.0, ge=0, le=3600)
 
 
 class DiscoverySection(_Section):
@@ -160,7 +183,14 @@ class Settings(_Section):
     plugins_dir: Path | None = None
     profiles_dir: Path | None = None
     devices: tuple[DeviceConfig, ...] = ()
+    terminals: tuple[TerminalConfig, ...] = ()
     source: str = Field(default="<defaults>", exclude=True)
+
+    def terminal(self, terminal_id: str) -> TerminalConfig:
+        for terminal in self.terminals:
+            if terminal.id == terminal_id:
+                return terminal
+        return TerminalConfig(id=terminal_id)
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gatewayd import __version__
+from gatewayd.central_link import CentralLink
 from gatewayd.config import DeviceConfig, Settings, describe_errors, load_settings
 from gatewayd.drivers import DeviceSpec, Driver, RawInput
 from gatewayd.errors import ConfigError, GatewayError
@@ -115,8 +117,18 @@ class Gateway:
         self.metrics = Metrics()
         self.sse = SseHub(settings.http.replay_buffer)
         self.mqtt = MqttSink(settings, epochs=EpochStore(settings.gateway.state_dir / "epoch"))
+        self.central: CentralLink | None = None
+        if settings.central.url:
+            self.central = CentralLink(settings, publish=self.publish, health=self.health,
+                                       on_message=self._on_central_message)
         self.notifier = Notifier(
-            [self.mqtt, self.sse, *extra_sinks, *self.plugins.sinks(settings)]
+            [
+                self.mqtt,
+                self.sse,
+                *([self.central] if self.central else []),
+                *extra_sinks,
+                *self.plugins.sinks(settings),
+            ]
         )
         self.devices: dict[str, Driver] = {}
         self.device_configs: dict[str, DeviceConfig] = {}
@@ -128,6 +140,7 @@ class Gateway:
         self.started = time.monotonic()
         self.http_port: int | None = None
         self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
         self._reload = asyncio.Event()
         self._notify = Notify()
         self.driver_classes = self.plugins.driver_classes()
@@ -203,6 +216,37 @@ class Gateway:
             ts=utc_timestamp(),
         )
 
+    def _on_central_message(self, message: dict[str, Any]) -> None:
+        """A message from central's channel: for terminals (MQTT and SSE), or a command."""
+        payload = message.get("payload") or {}
+        if message.get("kind") == "command":
+            self._command(str(payload.get("command")), payload.get("args") or {})
+            return
+        terminal = str(message.get("terminal") or "all")
+        body = {"id": message.get("id"), "kind": message.get("kind"), "terminal": terminal,
+                "payload": payload}
+        self.mqtt.enqueue(self.mqtt.topics.messages(terminal),
+                          json.dumps(body, ensure_ascii=False).encode(), qos=1)
+        self.sse.add_message(terminal, body)
+
+    def _command(self, command: str, args: dict[str, Any]) -> None:
+        log.info("central_command", command=command)
+        if command == "reload":
+            self.request_reload()
+        elif command == "restart_device":
+            device_id = str(args.get("device", ""))
+            if device_id in self.devices:
+                driver = self.devices[device_id]
+                cls = type(driver)
+                spec = driver.spec
+                task = asyncio.create_task(self._restart_device(cls, spec))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _restart_device(self, cls: type[Driver], spec: DeviceSpec) -> None:
+        await self._stop_device(spec.id)
+        self._start_device(cls, spec)
+
     def inject(self, device_id: str, text: str, method: Any = None) -> IdentifyEvent | None:
         """An input for a configured device, from the local API (kiosks, manual entry)."""
         return self._accept(device_id, RawInput(text=text, method=method))
@@ -225,6 +269,7 @@ class Gateway:
                 self._device_status(d).model_dump(mode="json") for d in self.devices.values()
             ],
             "counters": dict(self.counts),
+            "central": self.central.status() if self.central else None,
         }
 
     def health(self) -> dict[str, Any]:
@@ -234,9 +279,14 @@ class Gateway:
             "counters": dict(self.counts),
             "queues": {
                 "mqtt": len(self.mqtt.pending),
+                **({"outbox": self.central.outbox.depth} if self.central else {}),
                 **{name: s["queued"] for name, s in self.notifier.stats().items()},
             },
-            "dropped": {"mqtt": self.mqtt.dropped, "sse": self.sse.dropped},
+            "dropped": {
+                "mqtt": self.mqtt.dropped,
+                "sse": self.sse.dropped,
+                **({"outbox": self.central.outbox.dropped} if self.central else {}),
+            },
             "errors": dict(self.errors),
             "devices": {d.spec.id: d.state.value for d in self.devices.values()},
         }

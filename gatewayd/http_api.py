@@ -165,6 +165,36 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+class CheckoutBody(BaseModel):
+    """``PUT /v1/terminals/{terminal}/checkout``: the POS says whether goods are entered."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    goods_entered: bool
+
+
+async def claim_payment_code(request: web.Request) -> web.Response:
+    """The POS takes the payment code held for its terminal, once."""
+    central = request.app[GATEWAY].central
+    terminal = request.match_info["terminal"]
+    claimed = central.claim(terminal) if central is not None else None
+    if claimed is None:
+        return error(404, "no_payment_code", f"no payment code is held for terminal {terminal!r}")
+    return web.json_response(claimed, headers={"Cache-Control": "no-store"})
+
+
+async def checkout(request: web.Request) -> web.Response:
+    central = request.app[GATEWAY].central
+    try:
+        body = CheckoutBody.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return error(422, "invalid_body", "; ".join(describe_errors(exc)))
+    terminal = request.match_info["terminal"]
+    if central is not None:
+        central.set_checkout(terminal, body.goods_entered)
+    return web.json_response({"terminal": terminal, "goods_entered": body.goods_entered})
+
+
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=gateway.settings.http.max_body)
     app[GATEWAY] = gateway
@@ -174,6 +204,8 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/v1/inputs", inputs)
     app.router.add_post("/v1/devices/{device}/actions/{action}", device_action)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/terminals/{terminal}/payment-code/claim", claim_payment_code)
+    app.router.add_put("/v1/terminals/{terminal}/checkout", checkout)
     for plugin_routes in gateway.extra_routes:
         plugin_routes(app)
     return app

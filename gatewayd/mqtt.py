@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import ssl
@@ -31,6 +32,9 @@ from gatewayd.events import DeviceStatus, IdentifyEvent, utc_timestamp
 from gatewayd.sinks import Sink
 
 log = structlog.get_logger("gatewayd.mqtt")
+# aiomqtt warns about every pending publish beyond ten: routine while a backlog drains.
+_QUIET_AIOMQTT = logging.getLogger("gatewayd.mqtt.aiomqtt")
+_QUIET_AIOMQTT.setLevel(logging.ERROR)
 RECONNECT_INITIAL = 0.5
 RECONNECT_CAP = 30.0
 BATCH = 64
@@ -227,6 +231,7 @@ class MqttSink(Sink):
                 will=will,
                 timeout=5.0,
                 clean_session=True,
+                logger=_QUIET_AIOMQTT,
             )
             try:
                 async with client:

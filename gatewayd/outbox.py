@@ -43,8 +43,9 @@ class OutboxItem:
 
 
 class Outbox:
-    def __init__(self, path: Path, *, max_items: int = 200_000,
-                 max_age: float = 7 * 86400.0) -> None:
+    def __init__(
+        self, path: Path, *, max_items: int = 200_000, max_age: float = 7 * 86400.0
+    ) -> None:
         self.path = path
         self.max_items = max_items
         self.max_age = max_age
@@ -62,8 +63,12 @@ class Outbox:
         """Store one item; False when an item with this key is already waiting."""
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO outbox (kind, key, payload, created) VALUES (?, ?, ?, ?)",
-            (kind, key, json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
-             time.time() if now is None else now),
+            (
+                kind,
+                key,
+                json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                time.time() if now is None else now,
+            ),
         )
         if cursor.rowcount == 0:
             return False
@@ -78,18 +83,15 @@ class Outbox:
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
                 (count,),
             ).rowcount
-            self._db.execute("UPDATE meta SET value = value + ? WHERE name = 'dropped'",
-                             (deleted,))
+            self._db.execute("UPDATE meta SET value = value + ? WHERE name = 'dropped'", (deleted,))
         self._depth -= deleted
 
     def expire(self, now: float | None = None) -> int:
         """Drop (and count) items older than ``max_age``."""
         cutoff = (time.time() if now is None else now) - self.max_age
         with self._transaction():
-            deleted = self._db.execute("DELETE FROM outbox WHERE created < ?",
-                                       (cutoff,)).rowcount
-            self._db.execute("UPDATE meta SET value = value + ? WHERE name = 'dropped'",
-                             (deleted,))
+            deleted = self._db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,)).rowcount
+            self._db.execute("UPDATE meta SET value = value + ? WHERE name = 'dropped'", (deleted,))
         self._depth -= deleted
         return deleted
 
@@ -106,15 +108,27 @@ class Outbox:
         if not ids:
             return
         with self._transaction():
-            deleted = self._db.executemany("DELETE FROM outbox WHERE id = ?",
-                                           [(i,) for i in ids]).rowcount
+            deleted = self._db.executemany(
+                "DELETE FROM outbox WHERE id = ?", [(i,) for i in ids]
+            ).rowcount
+        self._depth -= max(0, deleted)
+
+    def ack_keys(self, keys: list[str]) -> None:
+        """Central recorded these by key (a live resolution): remove them."""
+        if not keys:
+            return
+        with self._transaction():
+            deleted = self._db.executemany(
+                "DELETE FROM outbox WHERE key = ?", [(k,) for k in keys]
+            ).rowcount
         self._depth -= max(0, deleted)
 
     def failed(self, ids: list[int]) -> None:
         if ids:
             with self._transaction():
-                self._db.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?",
-                                     [(i,) for i in ids])
+                self._db.executemany(
+                    "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
+                )
 
     @property
     def depth(self) -> int:

@@ -39,11 +39,20 @@ class PaymentWindow:
         self.window = window
         self._held: dict[str, HeldCode] = {}
 
-    def hold(self, terminal: str, kind: str, code: str, event_id: str,
-             member: dict[str, Any] | None, now: float | None = None) -> None:
+    def hold(
+        self,
+        terminal: str,
+        kind: str,
+        code: str,
+        event_id: str,
+        member: dict[str, Any] | None,
+        now: float | None = None,
+        window: float | None = None,
+    ) -> None:
         """Keep ``code`` for ``terminal``; a newer code replaces an older one."""
         now = time.monotonic() if now is None else now
-        self._held[terminal] = HeldCode(terminal, kind, code, event_id, member, now + self.window)
+        expires = now + (self.window if window is None else window)
+        self._held[terminal] = HeldCode(terminal, kind, code, event_id, member, expires)
 
     def claim(self, terminal: str, now: float | None = None) -> HeldCode | None:
         """Take the terminal's code once; None when there is none or the window has passed."""

@@ -21,6 +21,7 @@ from .codes import ConsumptionCodes
 from .config import CentralSettings
 from .db import Database
 from .errors import Invalid, NotFound
+from .gateway_link import GatewayLink
 from .identify import Identifier
 from .members import MemberService
 from .ratelimit import TokenBucketLimiter
@@ -45,6 +46,7 @@ class Services:
     registry: Registry
     codes: ConsumptionCodes
     identifier: Identifier
+    link: GatewayLink
     identify_limit: TokenBucketLimiter
     redeem_limit: TokenBucketLimiter
     issue_limit: TokenBucketLimiter

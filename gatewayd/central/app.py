@@ -23,6 +23,7 @@ from .codes import CODE_KEY_PURPOSE, ID_KEY_PURPOSE, ConsumptionCodes
 from .config import CentralSettings
 from .db import Database
 from .errors import CentralError, PayloadTooLarge, RateLimited, error_body
+from .gateway_link import GatewayLink
 from .identify import Identifier
 from .logs import get_logger
 from .members import MemberService
@@ -31,6 +32,7 @@ from .openapi import build_openapi, render_docs
 from .payments import AlipayAdapter, PaymentAdapter, WeChatPayAdapter
 from .ratelimit import TokenBucketLimiter
 from .registry import Registry
+from .routes_gateway_link import OPERATIONS as LINK_OPERATIONS
 from .routes_identify import OPERATIONS as IDENTIFY_OPERATIONS
 from .routes_members import OPERATIONS as MEMBER_OPERATIONS
 from .routes_registry import OPERATIONS as REGISTRY_OPERATIONS
@@ -39,7 +41,7 @@ log = get_logger(__name__)
 API_VERSION: Final = "1.0.0"
 WORKER_HEADER: Final = "X-Central-Worker"
 OPERATIONS: Final[tuple[Operation, ...]] = (
-    IDENTIFY_OPERATIONS + MEMBER_OPERATIONS + REGISTRY_OPERATIONS
+    IDENTIFY_OPERATIONS + MEMBER_OPERATIONS + REGISTRY_OPERATIONS + LINK_OPERATIONS
 )
 OPENAPI_DOC = web.AppKey("openapi_doc", bytes)
 _HTTP_CODES: Final = {
@@ -135,6 +137,14 @@ def build_services(
     registry = Registry(db, clock, settings.stale_after)
     codes = ConsumptionCodes(db, clock, settings.key_for(CODE_KEY_PURPOSE), settings.code_ttl)
     id_key = settings.key_for(ID_KEY_PURPOSE)
+    identifier = Identifier(
+        db,
+        clock,
+        id_key=id_key,
+        codes=codes,
+        registry=registry,
+        adapters=_adapters(settings, http),
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -144,14 +154,8 @@ def build_services(
         members=MemberService(db, clock, id_key),
         registry=registry,
         codes=codes,
-        identifier=Identifier(
-            db,
-            clock,
-            id_key=id_key,
-            codes=codes,
-            registry=registry,
-            adapters=_adapters(settings, http),
-        ),
+        identifier=identifier,
+        link=GatewayLink(db, clock, identifier, registry),
         identify_limit=TokenBucketLimiter(
             settings.identify_rate, settings.identify_burst, what="identify requests"
         ),

@@ -22,6 +22,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence false\n"
+            # Tests read bursts of thousands of messages: never drop for a slow subscriber.
+            "max_queued_messages 0\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
