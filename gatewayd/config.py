@@ -121,7 +121,7 @@ class CentralSection(_Section):
     cache_ttl_hours: float = Field(default=24.0, ge=0)
     outbox_max_items: int = Field(default=200_000, ge=10)
     outbox_max_age_days: float = Field(default=7.0, gt=0)
-    batch_size: int = Field(default=500, ge=1, le=5000)
+    batch_size: int = Field(default=500, ge=1, le=1000)
     tls_ca: Path | None = None
 
     @field_validator("url")

@@ -20,7 +20,7 @@ from .clock import Clock
 from .codes import ConsumptionCodes
 from .config import CentralSettings
 from .db import Database
-from .errors import Invalid, NotFound
+from .errors import Invalid, NotFound, PayloadTooLarge
 from .gateway_link import GatewayLink
 from .identify import Identifier
 from .members import MemberService
@@ -131,6 +131,10 @@ def _describe(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Read and validate the JSON body (413 over the limit, 422 with every problem listed)."""
     raw = await request.read()
+    limit = services(request).settings.body_limit
+    if len(raw) > limit and not request.path.endswith("/outbox"):
+        # A chunked body has no Content-Length for the middleware to refuse early.
+        raise PayloadTooLarge(f"request body over {limit} bytes")
     if not raw.strip():
         raise Invalid("a JSON request body is required", code="invalid_request")
     try:

@@ -65,11 +65,16 @@ def _error_response(exc: CentralError) -> web.Response:
     return response
 
 
+OUTBOX_BODY_FACTOR = 8
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Map every error to the one error shape; enforce the body limit before reading."""
     try:
         limit = request.app[SERVICES].settings.body_limit
+        if request.path.endswith("/outbox"):  # gateway batches: a larger, still bounded body
+            limit *= OUTBOX_BODY_FACTOR
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"request body over {limit} bytes")
         response: web.StreamResponse = await handler(request)
@@ -209,7 +214,10 @@ def build_app(
 ) -> web.Application:
     """The central application; nothing is opened until the app starts."""
     ops = tuple(operations)
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.body_limit)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.body_limit * OUTBOX_BODY_FACTOR,
+    )
     app[OPENAPI_DOC] = json.dumps(build_openapi(ops, version=API_VERSION)).encode()
     app.cleanup_ctx.append(_resources(settings, clock or SystemClock()))
     app.on_response_prepare.append(_worker_header)

@@ -41,7 +41,7 @@ class OutboxItem(Body):
 
 
 class OutboxBatch(Body):
-    items: Annotated[list[OutboxItem], Field(min_length=1, max_length=5000)]
+    items: Annotated[list[OutboxItem], Field(min_length=1, max_length=1000)]
 
 
 class ItemResult(Out):

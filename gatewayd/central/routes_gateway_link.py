@@ -32,6 +32,7 @@ async def outbox(request: web.Request) -> web.Response:
     caller = principal(request)
     caller.require_gateway(gateway_id)
     batch = await parse_body(request, OutboxBatch)
+    await link(request).store_of(gateway_id)  # 404 for a gateway central does not know
     results = await link(request).intake(gateway_id, caller, batch)
     return respond(OutboxResult, {"results": results})
 
@@ -113,6 +114,7 @@ OPERATIONS = (
         summary="Server-sent events from central to one gateway, resumable with Last-Event-ID",
         tag="gateway link",
         str_params=("gateway_id",),
+        errors=(422,),
         query=(
             QueryParam(
                 name="after", description="resume after this message id", pattern=r"^[0-9]{1,12}$"

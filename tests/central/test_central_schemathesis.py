@@ -132,7 +132,9 @@ def live_central(
 # The document is generated from code, so it can be loaded before any server runs; the test
 # below checks that the served /openapi.json is this very document.
 DOCUMENT = json.loads(json.dumps(build_openapi(OPERATIONS, version=API_VERSION)))
-schema = schemathesis.openapi.from_dict(DOCUMENT)
+# The channel is an endless event stream (for a gateway that exists it never answers "done"),
+# which a request/response fuzzer cannot judge; tests/link/test_channel.py covers it.
+schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path_regex=r"/channel$")
 
 
 def test_served_document_is_the_tested_one(live_central: ThreadedCentral) -> None:
