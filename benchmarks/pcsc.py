@@ -161,6 +161,47 @@ async def insertions(count: int) -> dict[str, list[float]]:
     }
 
 
+async def insertions_to_mqtt(count: int) -> list[float]:
+    """Insert ``count`` cards with a whole gateway in between: time to the MQTT subscriber."""
+    import aiomqtt
+
+    from benchmarks._support import Broker, free_port
+    from gatewayd.config import settings_from_dict
+    from gatewayd.daemon import Gateway
+
+    broker = Broker()
+    workdir = Path(tempfile.mkdtemp(prefix="pcsc-bench-gw-"))
+    settings = settings_from_dict({
+        "gateway": {"id": "gw1", "store": "bench", "state_dir": str(workdir),
+                    "dedupe_window_ms": 0},
+        "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}"},
+        "http": {"listen": f"127.0.0.1:{free_port()}"},
+        "devices": [{"id": "ic1", "driver": "pcsc", "terminal": "T1", "reader": READER}],
+    })
+    gateway = Gateway(settings)
+    run = asyncio.create_task(gateway.run(install_signals=False))
+    samples = []
+    try:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as sub:
+            await sub.subscribe("gatewayd/v1/bench/terminals/T1/identify", qos=1)
+            messages = aiter(sub.messages)
+            while not gateway.devices or gateway.devices["ic1"].state is not DeviceState.ONLINE:
+                await asyncio.sleep(0.01)
+            for _ in range(count):
+                await asyncio.sleep(random.uniform(0, POLL_PERIOD))
+                card = VirtualCard()
+                started = await asyncio.to_thread(timed_insert, card)
+                await asyncio.wait_for(anext(messages), 5)
+                samples.append(time.perf_counter() - started)
+                await asyncio.to_thread(card.remove)
+                await asyncio.to_thread(wait_card_state, READER, False)
+    finally:
+        gateway.request_stop()
+        await run
+        broker.close()
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="insertions (default 200)")
@@ -179,6 +220,7 @@ def main() -> None:
         try:
             transmits = bare_transmits(args.transmits)
             timings = asyncio.run(insertions(args.count))
+            to_mqtt = asyncio.run(insertions_to_mqtt(args.count))
         finally:
             pcscd.stop()
     result = {
@@ -188,6 +230,7 @@ def main() -> None:
         "pyscard_insert_to_present_ms": summary(timings["bare"]),
         "driver_input_after_pyscard_present_ms": summary(timings["driver_after_bare"]),
         "pyscard_transmit_uid_ms": summary(transmits),
+        "card_inserted_to_mqtt_subscriber_ms": summary(to_mqtt),
     }
     print(json.dumps(result, indent=2))
 
