@@ -91,7 +91,8 @@ class Driver(ABC):
         """Yield raw inputs until the transport ends. Raise ``DeviceUnavailable`` on unplug."""
 
     async def _close(self) -> None:  # noqa: B027 - optional override
-        """Release the transport. Idempotent: called after every session, and by ``stop()``."""
+        """Release the transport. Idempotent, and safe after a partial or failed ``_open``:
+        called after every session and every failed open, and by ``stop()``."""
 
     # -- the public side owned by the base -----------------------------------------------
 
@@ -105,12 +106,15 @@ class Driver(ABC):
             try:
                 await self._open()
             except DeviceUnavailable as exc:
+                await self._safe_close()  # release whatever a half-done open acquired
                 self._set_state(on_state, DeviceState.OFFLINE, str(exc))
                 await asyncio.sleep(OFFLINE_RETRY)
                 continue
             except asyncio.CancelledError:
+                await self._safe_close()
                 raise
             except Exception as exc:  # noqa: BLE001 - a driver bug must not kill the daemon
+                await self._safe_close()
                 await self._failed(on_state, exc)
                 continue
             try:
