@@ -7,6 +7,21 @@ over 64 keep-alive connections for ``--seconds``. In the same run a bare aiohttp
 that returns a constant is measured with the same client: the framework's ceiling on this
 machine. PostgreSQL is a throwaway cluster the script starts and removes itself.
 
+The client is ``wrk`` when it is installed (``apt-get install wrk``): one C thread in its
+own process, so the servers, not the client, are what is measured. Without it a Python
+client (aiohttp, one session, 64 connections) runs in this process; it tops out at a few
+thousand requests a second, which then caps the bare handler too (the report says which
+client ran). Each server is measured twice:
+
+* saturated: every connection sends its next request as soon as the answer is in. That is
+  the capacity (``rps``); with 64 requests always waiting, latency is then mostly queueing
+  (p50 ≈ 64 / rps), whatever the server does per request;
+* paced: the same 64 connections offering ``--paced-rate`` requests a second in total
+  (random gaps), the latency a till sees on a busy but not overloaded server.
+
+``server_cpu_us`` is the server processes' CPU time per request (user + system, from
+``/proc``), a figure that other load on the machine disturbs less than throughput.
+
     .venv/bin/python benchmarks/central.py --members 20000 --seconds 3   # quick
     .venv/bin/python benchmarks/central.py                               # the full run
 
@@ -20,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,6 +67,41 @@ app = web.Application()
 app.router.add_post("/v1/identify", identify)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
+# wrk's script: the request list comes first (generated), then this. Event ids are unique
+# per run label, thread and request. Paced runs add PACED (exponential gaps).
+WRK_SCRIPT = """
+local label, mean_delay = "run", 0
+local thread_no, n = 0, 0
+function setup(thread)
+  thread_no = thread_no + 1
+  thread:set("thread_no", thread_no)
+end
+function init(args)
+  label = args[1] or "run"
+  mean_delay = tonumber(args[2] or "0")
+  math.randomseed(os.time() + (thread_no or 0))
+end
+function request()
+  n = n + 1
+  local r = requests[(n % #requests) + 1]
+  local body = r[1] .. ', "event_id": "' .. label .. "-" .. (thread_no or 0) .. "-" .. n .. '"}'
+  return wrk.format("POST", nil, {["Authorization"] = r[2],
+                                  ["Content-Type"] = "application/json"}, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p99_us": %d, "mean_us": %.1f}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean))
+end
+"""
+PACED = """
+function delay()
+  return -mean_delay * math.log(1 - math.random())
+end
+"""
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -59,42 +110,146 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-async def drive(
-    url: str, requests: list[tuple[dict[str, Any], str]], *, connections: int, seconds: float
-) -> dict[str, Any]:
-    """``connections`` clients in a loop for ``seconds`` (after a 1 s warm-up)."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    connector = aiohttp.TCPConnector(limit=connections)
-    counter = iter(range(10**12))
-    async with aiohttp.ClientSession(connector=connector) as http:
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its children, alive now (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
-        async def client(deadline: float, record: bool) -> None:
-            while time.perf_counter() < deadline:
-                payload, key = requests[next(counter) % len(requests)]
-                body = {**payload, "event_id": f"bench-{os.getpid()}-{next(counter)}"}
-                started = time.perf_counter()
-                async with http.post(
-                    url, json=body, headers={"Authorization": f"Bearer {key}"}
-                ) as resp:
-                    await resp.read()
-                if record:
+
+class Client:
+    """Drives one server; ``run`` measures for ``seconds`` and returns the figures."""
+
+    def __init__(
+        self, url: str, requests: list[tuple[dict[str, Any], str]], connections: int, tmp: Path
+    ) -> None:
+        self.url = url
+        self.requests = requests
+        self.connections = connections
+        self.tmp = tmp
+        self.runs = 0
+
+    async def run(self, seconds: float, rate: float | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _label(self) -> str:
+        self.runs += 1
+        return f"b{os.getpid()}x{int(time.time())}r{self.runs}"
+
+
+class WrkClient(Client):
+    name = "wrk"
+
+    def _script(self, paced: bool) -> Path:
+        script = self.tmp / f"identify-{abs(hash(self.url))}-{int(paced)}.lua"
+        if not script.exists():
+            lines = ["requests = {"]
+            for payload, key in self.requests:
+                head = json.dumps(payload)[:-1]  # the body without its closing brace
+                lines.append(f"  {{{json.dumps(head)}, {json.dumps('Bearer ' + key)}}},")
+            lines.append("}")
+            script.write_text("\n".join(lines) + WRK_SCRIPT + (PACED if paced else ""))
+        return script
+
+    async def run(self, seconds: float, rate: float | None = None) -> dict[str, Any]:
+        mean_delay_ms = self.connections / rate * 1000 if rate else 0
+        command = [
+            "wrk", "-t1", f"-c{self.connections}", f"-d{max(1, round(seconds))}s",
+            "--latency", "-s", str(self._script(bool(rate))), self.url, "--",
+            self._label(), f"{mean_delay_ms:.3f}",
+        ]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        for line in out.decode().splitlines():
+            if line.startswith("BENCH_JSON "):
+                data = json.loads(line.removeprefix("BENCH_JSON "))
+                break
+        else:
+            raise RuntimeError(f"wrk failed: {err.decode()[-500:]}")
+        elapsed = data["duration_us"] / 1e6
+        return {
+            "requests": data["requests"],
+            "rps": round(data["requests"] / elapsed, 1),
+            "p50_ms": round(data["p50_us"] / 1000, 2),
+            "p99_ms": round(data["p99_us"] / 1000, 2),
+            "non_2xx": data["non_2xx"],
+            "socket_errors": data["socket_errors"],
+        }
+
+
+class PythonClient(Client):
+    name = "python-aiohttp"
+
+    async def run(self, seconds: float, rate: float | None = None) -> dict[str, Any]:
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        label = self._label()
+        counter = iter(range(10**12))
+        mean_gap = self.connections / rate if rate else 0.0
+        bodies = [
+            (json.dumps(payload)[:-1], {"Authorization": f"Bearer {key}"})
+            for payload, key in self.requests
+        ]
+        connector = aiohttp.TCPConnector(limit=self.connections)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def client(deadline: float) -> None:
+                while time.perf_counter() < deadline:
+                    n = next(counter)
+                    head, headers = bodies[n % len(bodies)]
+                    data = f'{head}, "event_id": "{label}-{n}"}}'.encode()
+                    started = time.perf_counter()
+                    async with http.post(
+                        self.url,
+                        data=data,
+                        headers={**headers, "Content-Type": "application/json"},
+                    ) as resp:
+                        await resp.read()
                     latencies.append(time.perf_counter() - started)
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                    if mean_gap:
+                        await asyncio.sleep(random.expovariate(1 / mean_gap))
 
-        warm = time.perf_counter() + 1.0
-        await asyncio.gather(*(client(warm, False) for _ in range(connections)))
-        started = time.perf_counter()
-        end = started + seconds
-        await asyncio.gather(*(client(end, True) for _ in range(connections)))
-        elapsed = time.perf_counter() - started
-    return {
-        "requests": len(latencies),
-        "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-    }
+            started = time.perf_counter()
+            end = started + seconds
+            await asyncio.gather(*(client(end) for _ in range(self.connections)))
+            elapsed = time.perf_counter() - started
+        return {
+            "requests": len(latencies),
+            "rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(statistics.median(latencies) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+            "non_2xx": sum(n for status, n in statuses.items() if not 200 <= status < 300),
+            "socket_errors": 0,
+        }
+
+
+async def measure(client: Client, pid: int, options: argparse.Namespace) -> dict[str, Any]:
+    """Warm up, then the saturated and the paced measurement of one server."""
+    await client.run(1.0)
+    cpu_before = await asyncio.to_thread(process_tree_cpu, pid)
+    result = await client.run(options.seconds)
+    cpu = await asyncio.to_thread(process_tree_cpu, pid) - cpu_before
+    result["server_cpu_us"] = round(cpu / max(1, result["requests"]) * 1e6, 1)
+    if options.paced_rate > 0:
+        paced = await client.run(options.seconds, rate=options.paced_rate)
+        result["paced"] = {
+            "offered_rps": options.paced_rate,
+            **{k: paced[k] for k in ("rps", "p50_ms", "p99_ms", "non_2xx")},
+        }
+    return result
 
 
 def start_process(args: list[str], port: int, env: dict[str, str] | None = None) -> Any:
@@ -125,6 +280,11 @@ async def prepare(db_url: str, members: int) -> tuple[float, list[tuple[dict[str
         await upgrade(db)
         result = await seed(db, settings, SystemClock(), members_count=members)
         seeded = time.perf_counter() - started
+        # What a database in service has: statistics, and (PostgreSQL) the bulk load vacuumed,
+        # so that autovacuum does not start on a million fresh rows in the middle of a run.
+        async with db.read() as conn:
+            statement = "VACUUM ANALYZE" if db.dialect == "postgresql" else "ANALYZE"
+            await conn.execute(sa.text(statement))
         async with db.read() as conn:
             ids = random.sample(range(1, members + 1), min(members, 5000))
             rows = (
@@ -147,10 +307,20 @@ async def prepare(db_url: str, members: int) -> tuple[float, list[tuple[dict[str
             "terminal": terminals[n % len(terminals)],
         }
         requests.append((payload, gateway["api_key"]))
+    random.shuffle(requests)
     return seeded, requests
 
 
-async def bench_backend(name: str, db_url: str, options: argparse.Namespace) -> dict[str, Any]:
+def make_client(
+    options: argparse.Namespace, url: str, requests: list[tuple[dict[str, Any], str]], tmp: Path
+) -> Client:
+    kind = WrkClient if options.client == "wrk" else PythonClient
+    return kind(url, requests, options.connections, tmp)
+
+
+async def bench_backend(
+    name: str, db_url: str, options: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
     seeded, requests = await prepare(db_url, options.members)
     port = free_port()
     server = await asyncio.to_thread(
@@ -177,12 +347,8 @@ async def bench_backend(name: str, db_url: str, options: argparse.Namespace) -> 
         {"GATEWAYD_CENTRAL_SECRET": SECRET},
     )
     try:
-        result = await drive(
-            f"http://127.0.0.1:{port}/v1/identify",
-            requests,
-            connections=options.connections,
-            seconds=options.seconds,
-        )
+        client = make_client(options, f"http://127.0.0.1:{port}/v1/identify", requests, tmp)
+        result = await measure(client, server.pid, options)
     finally:
         await asyncio.to_thread(stop_process, server)
     return {"backend": name, "seed_seconds": round(seeded, 1), **result}
@@ -195,32 +361,35 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
         "seconds": options.seconds,
         "workers": options.workers,
         "cpus": os.cpu_count(),
+        "client": options.client,
     }
-    port = free_port()
-    bare = await asyncio.to_thread(
-        start_process, [sys.executable, "-c", BARE_SERVER, str(port)], port
-    )
-    try:
-        baseline = await drive(
-            f"http://127.0.0.1:{port}/v1/identify",
-            [({"token": "x", "store": "s", "terminal": "t"}, "k")],
-            connections=options.connections,
-            seconds=options.seconds,
+    with tempfile.TemporaryDirectory(prefix="central-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        port = free_port()
+        bare = await asyncio.to_thread(
+            start_process, [sys.executable, "-c", BARE_SERVER, str(port)], port
         )
-    finally:
-        await asyncio.to_thread(stop_process, bare)
-    report["bare_aiohttp"] = baseline
-    with tempfile.TemporaryDirectory(prefix="central-bench-") as tmp:
+        try:
+            client = make_client(
+                options,
+                f"http://127.0.0.1:{port}/v1/identify",
+                [({"token": "x", "store": "s", "terminal": "t"}, "k")],
+                tmp,
+            )
+            baseline = await measure(client, bare.pid, options)
+        finally:
+            await asyncio.to_thread(stop_process, bare)
+        report["bare_aiohttp"] = baseline
         if "sqlite" in options.backends:
-            url = f"sqlite:///{Path(tmp) / 'central.db'}"
-            report["sqlite"] = await bench_backend("sqlite", url, options)
+            url = f"sqlite:///{tmp / 'central.db'}"
+            report["sqlite"] = await bench_backend("sqlite", url, options, tmp)
         if "postgresql" in options.backends:
             cluster = ThrowawayPostgres()
             await asyncio.to_thread(cluster.start)
             try:
                 await asyncio.to_thread(cluster.create_database, "central")
                 report["postgresql"] = await bench_backend(
-                    "postgresql", cluster.url("central"), options
+                    "postgresql", cluster.url("central"), options, tmp
                 )
             finally:
                 await asyncio.to_thread(cluster.stop)
@@ -238,6 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="central processes")
     parser.add_argument(
         "--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator (default: wrk when installed)",
+    )
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        default=2000.0,
+        help="requests/s offered in the paced run (0: skip it)",
     )
     options = parser.parse_args(argv)
     options.backends = set(options.backends.split(","))

@@ -106,6 +106,11 @@ class ConsumptionCodes:
         self._clock = clock
         self._key = key
         self._ttl_ms = to_millis(ttl)
+        self._by_hash = db.prepare(
+            sa.select(consumption_codes).where(
+                consumption_codes.c.code_hash == sa.bindparam("digest")
+            )
+        )
 
     async def issue(self, member_id: int) -> IssuedCode:
         """A new code for an active member (404 otherwise)."""
@@ -127,13 +132,13 @@ class ConsumptionCodes:
         log.info("consumption_code_issued", member_id=member_id, code=code)
         return IssuedCode(code=code, member_id=member_id, expires_at_ms=now + self._ttl_ms)
 
-    async def _find(self, conn: AsyncConnection, code: str) -> Any:
+    async def _find(self, conn: AsyncConnection | None, code: str) -> Any:
+        """The code's row (inside ``conn``'s transaction, or on the hot path without one)."""
         digest = keyed_hash(self._key, check_consumption_code(code))
-        row = (
-            await conn.execute(
-                sa.select(consumption_codes).where(consumption_codes.c.code_hash == digest)
-            )
-        ).first()
+        if conn is None:
+            row = await self._db.fetch_row(self._by_hash, {"digest": digest})
+        else:
+            row = (await conn.execute(self._by_hash.statement, {"digest": digest})).first()
         # The index lookup is by hash; the final comparison is constant-time all the same.
         if row is None or not hmac.compare_digest(row.code_hash, digest):
             raise NotFound("unknown consumption code", code="code_not_found")
@@ -145,9 +150,9 @@ class ConsumptionCodes:
         if now >= row.expires_at:
             raise Expired("consumption code expired", code="code_expired")
 
-    async def lookup(self, conn: AsyncConnection, code: str) -> ValidCode:
+    async def lookup(self, code: str) -> ValidCode:
         """Identify's view: who the code belongs to, without using it up."""
-        row = await self._find(conn, code)
+        row = await self._find(None, code)
         self._check_state(row, to_millis(self._clock.now()))
         return ValidCode(code_id=row.id, member_id=row.member_id, last4=row.last4)
 

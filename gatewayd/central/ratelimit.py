@@ -32,22 +32,28 @@ class TokenBucketLimiter:
         self.burst = float(burst)
         self.what = what
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # key → [tokens, last refill time]: updated in place, one dict look-up per hit.
+        self._buckets: dict[str, list[float]] = {}
 
     def hit(self, key: str) -> None:
         """Take one token for ``key``, or raise ``RateLimited`` with the wait in seconds."""
         now = self._clock()
-        if len(self._buckets) >= MAX_BUCKETS:
-            self._prune(now)
-        tokens, last = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._prune(now)
+            bucket = self._buckets[key] = [self.burst, now]
+        tokens = bucket[0] + (now - bucket[1]) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        bucket[1] = now
         if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
+            bucket[0] = tokens
             retry_after = (1.0 - tokens) / self.rate
             raise RateLimited(
                 f"too many {self.what}; retry in {retry_after:.1f} s", retry_after=retry_after
             )
-        self._buckets[key] = (tokens - 1.0, now)
+        bucket[0] = tokens - 1.0
 
     def _prune(self, now: float) -> None:
         full_after = self.burst / self.rate
