@@ -84,22 +84,38 @@ class GatewayLink:
     async def intake(
         self, gateway_id: str, principal: Principal, batch: OutboxBatch
     ) -> list[dict[str, Any]]:
-        """Record a batch in order; answers one status per item."""
-        results = []
-        for item in batch.items:
-            try:
-                status = await self._record(gateway_id, principal, item)
-            except CentralError as exc:
-                if exc.status >= 500:
-                    raise  # not final: the gateway keeps the batch and retries
-                status = exc.status
-            except ValidationError as exc:
-                log.warning(
-                    "outbox_item_invalid", gateway=gateway_id, kind=item.kind, error=str(exc)[:300]
+        """Record a batch; answers one status per item, in the batch's order.
+
+        Identifications are independent of each other (each keyed by its event_id), so a run
+        of them is recorded concurrently and shares the identify path's group commits;
+        heartbeats and device states are applied in order between such runs."""
+        statuses: list[int] = []
+        run: list[OutboxItem] = []
+        for item in [*batch.items, None]:
+            if item is not None and item.kind == "identify":
+                run.append(item)
+                continue
+            if run:
+                statuses += await asyncio.gather(
+                    *(self._final_status(gateway_id, principal, i) for i in run)
                 )
-                status = 422
-            results.append({"key": item.key, "status": status})
-        return results
+                run = []
+            if item is not None:
+                statuses.append(await self._final_status(gateway_id, principal, item))
+        return [{"key": i.key, "status": s} for i, s in zip(batch.items, statuses, strict=True)]
+
+    async def _final_status(self, gateway_id: str, principal: Principal, item: OutboxItem) -> int:
+        try:
+            return await self._record(gateway_id, principal, item)
+        except CentralError as exc:
+            if exc.status >= 500:
+                raise  # not final: the gateway keeps the batch and retries
+            return exc.status
+        except ValidationError as exc:
+            log.warning(
+                "outbox_item_invalid", gateway=gateway_id, kind=item.kind, error=str(exc)[:300]
+            )
+            return 422
 
     async def _record(self, gateway_id: str, principal: Principal, item: OutboxItem) -> int:
         if item.kind == "identify":
