@@ -82,6 +82,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def latency_summary(seconds: list[float]) -> dict[str, float]:
+    """p50/p99/mean in milliseconds and the count, as every benchmark prints them."""
+    ms = [s * 1000 for s in seconds]
+    return {
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(sum(ms) / len(ms), 3),
+        "n": len(ms),
+    }
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))

@@ -34,30 +34,19 @@ from gatewayd.protocols.callerid_dtmf import DleDecoder, DtmfDecoder, encode_dle
 from gatewayd.protocols.keymap import KeyDecoder, text_to_events
 from gatewayd.protocols.msr import SwipeDecoder
 from gatewayd.protocols.samv import (
-    IdCard,
     ResponseDecoder,
-    Sex,
     decode_read,
     find_ok_response,
     read_ok_response,
     select_ok_response,
 )
+from gatewayd.simulators import DEMO_CARD
 
 BATCH = 2000
 SWIPE = (
     b"%B5350290149345177^FATEHI/SUALEH^1604201000000000?;5350290149345177=16042010000056700100?\r\n"
 )
-CARD = IdCard(
-    name="张三",
-    sex=Sex.MALE,
-    nation="汉",
-    birth_date="1949-12-31",
-    address="北京市东城区景山前街4号",
-    id_number="11010519491231002X",
-    authority="北京市公安局东城分局",
-    valid_from="2015-06-01",
-    valid_to="long-term",
-)
+CARD = DEMO_CARD  # the simulator's card: a long-term card, all fields set
 CALL = Call(number="13800138000", name="ZHANG SAN", date="0330", time="1234")
 MODEM_BLOCK = b"DATE = 0330\r\nTIME = 1234\r\nNMBR = 13800138000\r\nRING\r\n"
 

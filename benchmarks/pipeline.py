@@ -27,21 +27,11 @@ from benchmarks._support import (
     Broker,
     cpu_seconds,
     free_port,
-    percentile,
+    latency_summary,
     rss_mb,
     start_gateway,
 )
 from gatewayd.simulate import PtyDevice
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in samples]
-    return {
-        "p50_ms": round(percentile(ms, 50), 3),
-        "p99_ms": round(percentile(ms, 99), 3),
-        "mean_ms": round(sum(ms) / len(ms), 3),
-        "n": len(ms),
-    }
 
 
 async def raw_round_trip(port: int, count: int) -> list[float]:
@@ -112,7 +102,7 @@ async def main() -> None:
         gateway.wait(10)
         scanner.close()
         broker.close()
-    raw, gw = summary(baseline), summary(measured)
+    raw, gw = latency_summary(baseline), latency_summary(measured)
     print(
         json.dumps(
             {

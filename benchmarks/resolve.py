@@ -30,15 +30,9 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._support import ROOT, Broker, free_port, percentile, start_gateway
+from benchmarks._support import ROOT, Broker, free_port, latency_summary, start_gateway
 from gatewayd.outbox import Outbox
 from gatewayd.simulate import PtyDevice
-
-
-def summary(seconds: list[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in seconds]
-    return {"p50_ms": round(percentile(ms, 50), 3), "p99_ms": round(percentile(ms, 99), 3),
-            "n": len(ms)}
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -71,8 +65,9 @@ async def raw_round_trip(port: int, count: int) -> list[float]:
     return samples
 
 
-async def scan_to_resolved(port: int, scanner: PtyDevice, cards: list[str],
-                           count: int) -> list[float]:
+async def scan_to_resolved(
+    port: int, scanner: PtyDevice, cards: list[str], count: int
+) -> list[float]:
     samples = []
     async with aiomqtt.Client("127.0.0.1", port) as sub:
         await sub.subscribe("gatewayd/v1/store-1/terminals/pos-1/identify", qos=1)
@@ -99,17 +94,49 @@ def main() -> None:
     env = {**os.environ, "GATEWAYD_CENTRAL_SECRET": secrets.token_hex(32)}
     db = f"sqlite:///{workdir / 'central.db'}"
     seeded = time.monotonic()
-    subprocess.run([sys.executable, "-m", "gatewayd", "central", "seed", "--members",
-                    str(args.members), "--db", db, "--keys-out", str(workdir / "keys.json")],
-                   check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gatewayd",
+            "central",
+            "seed",
+            "--members",
+            str(args.members),
+            "--db",
+            db,
+            "--keys-out",
+            str(workdir / "keys.json"),
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     seed_seconds = time.monotonic() - seeded
     keys = json.loads((workdir / "keys.json").read_text())
     central_port = free_port()
     central = subprocess.Popen(
-        [sys.executable, "-m", "gatewayd", "central", "--db", db, "--listen",
-         f"127.0.0.1:{central_port}", "--log-level", "warning", "--identify-rate", "1000000",
-         "--identify-burst", "1000000"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gatewayd",
+            "central",
+            "--db",
+            db,
+            "--listen",
+            f"127.0.0.1:{central_port}",
+            "--log-level",
+            "warning",
+            "--identify-rate",
+            "1000000",
+            "--identify-burst",
+            "1000000",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     broker = Broker()
     scanner = PtyDevice(workdir / "scanner")
@@ -118,7 +145,7 @@ def main() -> None:
     config = workdir / "gw.toml"
     config.write_text(
         f'[gateway]\nid = "gw-1"\nstore = "store-1"\nstate_dir = "{state}"\n'
-        f'dedupe_window_ms = 0\n'
+        f"dedupe_window_ms = 0\n"
         f'[mqtt]\nurl = "mqtt://127.0.0.1:{broker.port}"\nqueue_size = 200000\n'
         f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
         f'[central]\nurl = "http://127.0.0.1:{central_port}"\n'
@@ -141,10 +168,18 @@ def main() -> None:
         box = Outbox(state / "outbox.sqlite3", max_items=args.backlog * 2)
         old = time.time() - 3600
         for n in range(args.backlog):
-            box.put("identify", f"backlog-{n:08d}", {
-                "token": cards[n % len(cards)], "kind": "card_number" if n % len(cards) < 5
-                else "member_code", "method": "barcode", "store": "store-1",
-                "terminal": "pos-1"}, now=old)
+            box.put(
+                "identify",
+                f"backlog-{n:08d}",
+                {
+                    "token": cards[n % len(cards)],
+                    "kind": "card_number" if n % len(cards) < 5 else "member_code",
+                    "method": "barcode",
+                    "store": "store-1",
+                    "terminal": "pos-1",
+                },
+                now=old,
+            )
         box.close()
         gateway = start_gateway(config)
         wait_http(f"{base}/healthz")
@@ -162,21 +197,26 @@ def main() -> None:
                 process.wait()
         broker.close()
         scanner.close()
-    raw, gw = summary(baseline), summary(resolved)
-    print(json.dumps({
-        "benchmark": "resolve",
-        "members": args.members,
-        "seed_seconds": round(seed_seconds, 1),
-        "raw_broker_round_trip": raw,
-        "scan_to_resolved": gw,
-        "resolution_added_p99_ms": round(gw["p99_ms"] - raw["p99_ms"], 3),
-        "outbox_drain": {
-            "backlog": args.backlog,
-            "seconds": round(drain_seconds, 2),
-            "items_per_second": round((args.backlog - depth) / drain_seconds, 1),
-            "left": depth,
-        },
-    }, indent=2))
+    raw, gw = latency_summary(baseline), latency_summary(resolved)
+    print(
+        json.dumps(
+            {
+                "benchmark": "resolve",
+                "members": args.members,
+                "seed_seconds": round(seed_seconds, 1),
+                "raw_broker_round_trip": raw,
+                "scan_to_resolved": gw,
+                "resolution_added_p99_ms": round(gw["p99_ms"] - raw["p99_ms"], 3),
+                "outbox_drain": {
+                    "backlog": args.backlog,
+                    "seconds": round(drain_seconds, 2),
+                    "items_per_second": round((args.backlog - depth) / drain_seconds, 1),
+                    "left": depth,
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

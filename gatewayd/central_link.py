@@ -282,7 +282,7 @@ class CentralLink(Sink):
         for item in self.outbox.peek(limit):
             if item.kind == "identify" and now - item.created <= FORWARD_GRACE:
                 break
-            size += len(json.dumps(item.payload)) + len(item.key) + 40
+            size += item.size + len(item.key) + 40
             if batch and size > MAX_BATCH_BYTES:
                 break
             batch.append(item)

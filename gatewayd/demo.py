@@ -33,7 +33,7 @@ from gatewayd.events import DeviceStatus, IdentifyEvent, Phase
 from gatewayd.logging import configure_logging
 from gatewayd.simulate import PtyDevice
 from gatewayd.sinks import Sink
-from gatewayd.watch import COLUMNS, _row, format_event
+from gatewayd.watch import COLUMNS, format_event, format_row
 
 PAYMENT_CODE = "134567890123456789"
 DEMO_OPENID = "o-demo-member-1"
@@ -53,11 +53,9 @@ class TablePrinter(Sink):
         if isinstance(item, IdentifyEvent):
             if item.phase is Phase.DETECTED:
                 return
-            print(format_event("identify", item.model_dump(mode="json")), file=self.out,
-                  flush=True)
+            print(format_event("identify", item.model_dump(mode="json")), file=self.out, flush=True)
         else:
-            print(format_event("device", item.model_dump(mode="json")), file=self.out,
-                  flush=True)
+            print(format_event("device", item.model_dump(mode="json")), file=self.out, flush=True)
 
 
 def _free_port() -> int:
@@ -96,9 +94,22 @@ class DemoCentral:
         keys = self.workdir / "keys.json"
         await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "gatewayd", "central", "seed", "--demo", "--db", self.db,
-             "--keys-out", str(keys)],
-            check=True, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "gatewayd",
+                "central",
+                "seed",
+                "--demo",
+                "--db",
+                self.db,
+                "--keys-out",
+                str(keys),
+            ],
+            check=True,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         self.keys = json.loads(keys.read_text())
         self.process = await asyncio.to_thread(self._spawn)
@@ -108,28 +119,49 @@ class DemoCentral:
                 break
             except OSError:
                 await asyncio.sleep(0.05)
-        await asyncio.to_thread(self._admin, "/v1/members/1/payment-accounts",
-                                {"provider": "wechat", "account_id": DEMO_OPENID}, "POST")
+        await asyncio.to_thread(
+            self._admin,
+            "/v1/members/1/payment-accounts",
+            {"provider": "wechat", "account_id": DEMO_OPENID},
+            "POST",
+        )
         # The simulated ID-card reader's card belongs to member 5.
         from gatewayd.simulators import DEMO_CARD
 
         with contextlib.suppress(OSError):
-            await asyncio.to_thread(self._admin, "/v1/members/5",
-                                    {"id_number": DEMO_CARD.id_number}, "PATCH")
+            await asyncio.to_thread(
+                self._admin, "/v1/members/5", {"id_number": DEMO_CARD.id_number}, "PATCH"
+            )
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         with open(self.workdir / "central.log", "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "gatewayd", "central", "--db", self.db, "--listen",
-                 f"127.0.0.1:{self.port}", "--log-level", "warning"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "gatewayd",
+                    "central",
+                    "--db",
+                    self.db,
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    "--log-level",
+                    "warning",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def _admin(self, path: str, body: dict[str, Any], method: str) -> None:
         request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), method=method,
-            headers={"Authorization": f"Bearer {self.keys['admin_key']}",
-                     "Content-Type": "application/json"},
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.keys['admin_key']}",
+                "Content-Type": "application/json",
+            },
         )
         urllib.request.urlopen(request, timeout=5).close()
 
@@ -156,19 +188,37 @@ def _devices(workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any], list[
     idcard = IdCardReaderSim(link=workdir / "idcard").start()
     modem = ModemSim(link=workdir / "modem").start()
     entries: list[dict[str, Any]] = [
-        {"id": "lane1-scanner", "driver": "serial_scanner", "terminal": TERMINAL,
-         "port": scanner.path},
+        {
+            "id": "lane1-scanner",
+            "driver": "serial_scanner",
+            "terminal": TERMINAL,
+            "port": scanner.path,
+        },
         {"id": "lane1-msr", "driver": "msr_reader", "terminal": TERMINAL, "port": msr.path},
-        {"id": "lane1-idcard", "driver": "samv_reader", "terminal": TERMINAL,
-         "port": idcard.path},
-        {"id": "counter-modem", "driver": "callerid_modem", "terminal": TERMINAL,
-         "port": modem.path},
-        {"id": "lane1-face", "driver": "serial_scanner", "terminal": TERMINAL,
-         "port": face.path, "method": "face"},
+        {"id": "lane1-idcard", "driver": "samv_reader", "terminal": TERMINAL, "port": idcard.path},
+        {
+            "id": "counter-modem",
+            "driver": "callerid_modem",
+            "terminal": TERMINAL,
+            "port": modem.path,
+        },
+        {
+            "id": "lane1-face",
+            "driver": "serial_scanner",
+            "terminal": TERMINAL,
+            "port": face.path,
+            "method": "face",
+        },
     ]
     if _pcsc_available():
-        entries.append({"id": "lane1-ic", "driver": "pcsc", "terminal": TERMINAL,
-                        "reader": "Virtual PCD 00 00"})
+        entries.append(
+            {
+                "id": "lane1-ic",
+                "driver": "pcsc",
+                "terminal": TERMINAL,
+                "reader": "Virtual PCD 00 00",
+            }
+        )
     sims = {"scanner": scanner, "msr": msr, "face": face, "idcard": idcard, "modem": modem}
     return entries, sims, [scanner, msr, face, idcard, modem]
 
@@ -177,16 +227,23 @@ def _actions(sims: dict[str, Any], samples: dict[str, list[str]]) -> list[Callab
     """One presentation each: the members of the demo chain, every way they can identify."""
     from gatewayd.simulators import demo_swipe
 
-    card, member_code, phone = (samples["card_numbers"][0], samples["member_codes"][1],
-                                samples["phones"][2])
+    card, member_code, phone = (
+        samples["card_numbers"][0],
+        samples["member_codes"][1],
+        samples["phones"][2],
+    )
 
     def id_card() -> None:
         sims["idcard"].place()
         threading.Timer(2.0, sims["idcard"].remove).start()
 
     def call() -> None:
-        threading.Thread(target=sims["modem"].play_call, args=(phone,),
-                         kwargs={"rings": 2, "period": 0.5}, daemon=True).start()
+        threading.Thread(
+            target=sims["modem"].play_call,
+            args=(phone,),
+            kwargs={"rings": 2, "period": 0.5},
+            daemon=True,
+        ).start()
 
     actions: list[Callable[[], None]] = [
         lambda: sims["scanner"].write(f"{card}\r\n".encode()),
@@ -222,8 +279,11 @@ async def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     configure_logging("error")
     workdir = Path(tempfile.mkdtemp(prefix="gatewayd-demo-"))
     central = DemoCentral(workdir)
-    print(f"gatewayd demo: starting central, a gateway and simulated devices in {workdir}",
-          file=out, flush=True)
+    print(
+        f"gatewayd demo: starting central, a gateway and simulated devices in {workdir}",
+        file=out,
+        flush=True,
+    )
     await central.start()
     entries, sims, closables = _devices(workdir)
     mqtt_port, http_port = _free_port(), args.http_port or _free_port()
@@ -246,12 +306,12 @@ async def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         f"(gatewayd watch --mqtt mqtt://127.0.0.1:{mqtt_port})\n"
         f"  devices       {len(entries)} simulated; a member presents every {args.interval:g} s\n"
         "Ctrl-C stops.\n",
-        file=out, flush=True,
+        file=out,
+        flush=True,
     )
-    print(_row(COLUMNS), file=out, flush=True)
+    print(format_row(COLUMNS), file=out, flush=True)
     run = asyncio.create_task(gateway.run(install_signals=True))
-    feeder = asyncio.create_task(_present(_actions(sims, central.keys["samples"]),
-                                          args.interval))
+    feeder = asyncio.create_task(_present(_actions(sims, central.keys["samples"]), args.interval))
     try:
         await asyncio.wait({run}, timeout=args.duration or None)
     finally:

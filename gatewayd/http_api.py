@@ -97,7 +97,7 @@ async def inputs(request: web.Request) -> web.Response:
         return error(422, "invalid_input", str(exc))
     if event is None:
         return web.json_response({"accepted": True, "suppressed": True}, status=202)
-    return web.json_response(json.loads(event.to_json()), status=201)
+    return web.Response(body=event.json_bytes, status=201, content_type="application/json")
 
 
 async def device_action(request: web.Request) -> web.Response:

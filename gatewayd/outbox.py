@@ -40,6 +40,7 @@ class OutboxItem:
     payload: dict[str, Any]
     created: float
     attempts: int
+    size: int  # bytes of the stored JSON payload
 
 
 class Outbox:
@@ -101,7 +102,7 @@ class Outbox:
             "SELECT id, kind, key, payload, created, attempts FROM outbox ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
-        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], len(r[3])) for r in rows]
 
     def ack(self, ids: list[int]) -> None:
         """Central has these: remove them."""

@@ -22,7 +22,7 @@ COLUMNS = ("time", "store", "terminal", "device", "method", "kind", "token", "ph
 WIDTHS = (12, 10, 10, 14, 9, 21, 22, 10, 16)
 
 
-def _row(values: tuple[str, ...]) -> str:
+def format_row(values: tuple[str, ...]) -> str:
     return "  ".join(v[:w].ljust(w) for v, w in zip(values, WIDTHS, strict=True)).rstrip()
 
 
@@ -31,7 +31,7 @@ def format_event(kind: str, payload: dict[str, Any]) -> str:
     if kind == "identify":
         token = payload.get("token") or {}
         member = payload.get("member") or {}
-        return _row(
+        return format_row(
             (
                 str(payload.get("ts", ""))[11:23],
                 str(payload.get("store", "")),
@@ -124,7 +124,7 @@ async def watch(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     items = _sse_items(args) if args.http else _mqtt_items(args)
     if not args.json:
-        print(_row(COLUMNS), file=out, flush=True)
+        print(format_row(COLUMNS), file=out, flush=True)
     seen = 0
     async for kind, payload in items:
         if args.json:

@@ -23,11 +23,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import structlog
-from escpos.exceptions import Error as EscposError
-from escpos.printer import Dummy, Serial, Usb
 from pydantic import Field, field_validator, model_validator
 
 from gatewayd.drivers import DeviceSpec, Driver, DriverOptions, RawInput
@@ -36,6 +34,12 @@ from gatewayd.events import IdentifyEvent, Phase, new_event_id
 from gatewayd.hookspecs import hookimpl
 from gatewayd.protocols.tokens import Method
 from gatewayd.sinks import Sink
+
+if TYPE_CHECKING:
+    from escpos.printer import Dummy
+
+# python-escpos pulls in Pillow, qrcode and more (~9 MB): it is imported where a printer is
+# actually used, so a gateway without a printer does not carry it.
 
 T = TypeVar("T")
 log = structlog.get_logger("gatewayd.sinks")
@@ -142,6 +146,8 @@ def yuan(fen: int) -> str:
 
 
 def _canvas(options: EscposOptions) -> Dummy:
+    from escpos.printer import Dummy
+
     canvas = Dummy(profile=options.profile)
     canvas.hw("INIT")
     return canvas
@@ -240,6 +246,8 @@ def render_drawer(params: Mapping[str, Any], options: EscposOptions) -> bytes:
     pin = params.get("pin", options.drawer_pin)
     if pin not in (2, 5):
         raise PrintRequestInvalid("pin must be 2 or 5")
+    from escpos.printer import Dummy
+
     canvas = Dummy(profile=options.profile)
     canvas.cashdraw([27, 112, 0 if pin == 2 else 1, 25, 250])
     return cast(bytes, canvas.output)
@@ -332,6 +340,8 @@ class EscposDeviceTransport(Transport):
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise DeviceUnavailable(f"{self.label}: not open")
+        from escpos.exceptions import Error as EscposError
+
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
         except (EscposError, OSError, ValueError) as exc:  # SerialException, USBError: OSError
@@ -385,6 +395,8 @@ class DummyTransport(Transport):
     has_status = False
 
     def __init__(self) -> None:
+        from escpos.printer import Dummy
+
         self.printer = Dummy()
 
     async def open(self) -> None:
@@ -400,6 +412,8 @@ class DummyTransport(Transport):
 def make_transport(options: EscposOptions) -> Transport:
     if options.connection == "network":
         return NetworkTransport(options)
+    from escpos.printer import Serial, Usb
+
     if options.connection == "serial":
         device, baud = cast(str, options.port), options.baudrate
         return EscposDeviceTransport(
