@@ -23,13 +23,17 @@ def alembic_config() -> Config:
 
 
 def head_revision() -> str:
-    """The newest revision this code knows."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest revision this code knows (several heads, if any, joined by commas).
+
+    Feature migrations may branch from the same parent; the database is current when it is
+    at every head, and ``upgrade`` brings it to all of them.
+    """
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads
+    return ",".join(sorted(heads))
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
+async def upgrade(db: Database, revision: str = "heads") -> None:
     """Bring the schema up to ``revision`` in one transaction."""
 
     def run(sync_conn: Any) -> None:
@@ -42,8 +46,9 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
 
 async def current_revision(db: Database) -> str | None:
-    """The revision the database is at, or None for an empty database."""
+    """The revision the database is at (heads joined by commas), or None when empty."""
     async with db.read() as conn:
-        return await conn.run_sync(
-            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
+        heads = await conn.run_sync(
+            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_heads()
         )
+    return ",".join(sorted(heads)) or None
