@@ -23,6 +23,7 @@ from .db import Database
 from .errors import Invalid, NotFound, PayloadTooLarge
 from .gateway_link import GatewayLink
 from .identify import Identifier
+from .member_events import MemberEvents
 from .members import MemberService
 from .ratelimit import TokenBucketLimiter
 from .registry import Registry
@@ -50,6 +51,7 @@ class Services:
     identify_limit: TokenBucketLimiter
     redeem_limit: TokenBucketLimiter
     issue_limit: TokenBucketLimiter
+    events: MemberEvents
 
 
 SERVICES = web.AppKey("services", Services)

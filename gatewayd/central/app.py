@@ -26,6 +26,7 @@ from .errors import CentralError, PayloadTooLarge, RateLimited, error_body
 from .gateway_link import GatewayLink
 from .identify import Identifier
 from .logs import get_logger
+from .member_events import MemberEvents
 from .members import MemberService
 from .migrate import current_revision, head_revision
 from .openapi import build_openapi, render_docs
@@ -170,6 +171,7 @@ def build_services(
         issue_limit=TokenBucketLimiter(
             settings.code_issue_rate, settings.code_issue_burst, what="requests for this member"
         ),
+        events=MemberEvents(),
     )
 
 
