@@ -22,15 +22,18 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import structlog
 
+from gatewayd import __version__
 from gatewayd.events import DeviceStatus, IdentifyEvent, Phase, utc_timestamp
 from gatewayd.outbox import Outbox, OutboxItem
 from gatewayd.payment_window import PaymentWindow
 from gatewayd.protocols.tokens import PAYMENT_CODE_KINDS
+from gatewayd.recent_logs import recent_errors
 from gatewayd.resolution_cache import ResolutionCache
 from gatewayd.sinks import Sink
 
 if TYPE_CHECKING:
     from gatewayd.config import Settings
+    from gatewayd.metrics import Metrics
 
 log = structlog.get_logger("gatewayd.central")
 RETRY_INITIAL = 0.5
@@ -88,6 +91,21 @@ class CentralClient:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise CentralUnavailable(f"channel: {type(exc).__name__}: {exc}") from exc
 
+    async def get(self, path: str, seconds: float) -> tuple[int, Any]:
+        """GET JSON; raises ``CentralUnavailable`` for anything but a definite answer."""
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                self.base + path, timeout=aiohttp.ClientTimeout(total=seconds)
+            ) as response:
+                data = await response.json(content_type=None)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise CentralUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if status >= 500 or status in (401, 403, 408, 429):
+            raise CentralUnavailable(f"HTTP {status}")
+        return status, data
+
     async def post(self, path: str, body: Any, seconds: float) -> tuple[int, Any]:
         """POST JSON; raises ``CentralUnavailable`` for anything but a definite answer."""
         assert self._session is not None
@@ -130,6 +148,19 @@ def identify_body(event: IdentifyEvent) -> dict[str, Any]:
     }
 
 
+HEARTBEAT_ERRORS = 10
+HEARTBEAT_ERROR_TEXT = 200
+
+
+def heartbeat_errors() -> list[dict[str, Any]]:
+    """The newest warnings and errors for HQ's dashboard: few, short, already masked."""
+    kept = ("timestamp", "level", "event", "device", "error", "reason", "message")
+    return [
+        {k: str(record[k])[:HEARTBEAT_ERROR_TEXT] for k in kept if k in record}
+        for record in recent_errors(HEARTBEAT_ERRORS)
+    ]
+
+
 class CentralLink(Sink):
     """Resolves events, forwards the outbox, sends heartbeats. One per gateway."""
 
@@ -143,6 +174,7 @@ class CentralLink(Sink):
         publish: Callable[[IdentifyEvent], None],
         health: Callable[[], dict[str, Any]],
         on_message: Callable[[dict[str, Any]], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.client = CentralClient(settings)
@@ -165,6 +197,10 @@ class CentralLink(Sink):
         self._wake = asyncio.Event()
         self.forwarded = 0
         self.central_up = False
+        self.last_identification: str | None = None
+        self.metrics = metrics
+        # event_id -> perf_counter at detection, for the identify latency histogram.
+        self._detected_at: dict[str, float] = {}
 
     # -- Sink --------------------------------------------------------------------------------
 
@@ -194,6 +230,8 @@ class CentralLink(Sink):
             return
         if not self._identifies(item):
             return
+        self._detected_at[item.event_id] = time.perf_counter()
+        self.last_identification = utc_timestamp()
         # Durable before anything else: from here on the record cannot be lost.
         self.outbox.put("identify", item.event_id, identify_body(item))
         self._spawn(self._resolve(item))
@@ -249,6 +287,11 @@ class CentralLink(Sink):
         source: str | None,
         reason: str | None = None,
     ) -> None:
+        detected_at = self._detected_at.pop(event.event_id, None)
+        if self.metrics is not None and detected_at is not None:
+            self.metrics.identify_latency.labels(phase.value, source or "none").observe(
+                time.perf_counter() - detected_at
+            )
         update: dict[str, Any] = {"phase": phase, "member": member, "source": source}
         if reason is not None:
             update["token"] = event.token.model_copy(update={"reason": reason})
@@ -340,6 +383,9 @@ class CentralLink(Sink):
                 "counters": health.get("counters", {}),
                 "outbox": {"depth": self.outbox.depth, "dropped": self.outbox.dropped},
                 "uptime": health.get("uptime", 0),
+                "version": __version__,
+                "last_identification": self.last_identification,
+                "errors": heartbeat_errors(),
             }
             self.outbox.put("heartbeat", f"heartbeat:{beat['ts']}", beat)
             self._wake.set()

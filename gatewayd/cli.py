@@ -30,6 +30,7 @@ def _print_config_error(exc: ConfigError) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from gatewayd.config import load_settings
     from gatewayd.daemon import Gateway
+    from gatewayd.fleet_apply import recover_at_startup, reexec
     from gatewayd.logging import configure_logging
 
     overrides: dict[str, dict[str, Any]] = {}
@@ -42,6 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, overrides=overrides)
         configure_logging(settings.gateway.log_level)
+        if recover_at_startup(settings):  # a fleet bundle was rolled back (docs/fleet.md)
+            settings = load_settings(args.config, overrides=overrides)
         gateway = Gateway(settings, config_path=Path(args.config))
     except ConfigError as exc:
         return _print_config_error(exc)
@@ -53,6 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except GatewayError as exc:
         print(f"gatewayd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if gateway.restart_requested:
+        reexec()  # a fleet bundle needs a fresh process; does not return
     return EXIT_OK
 
 
@@ -274,6 +279,10 @@ def build_parser(with_central: bool = True) -> argparse.ArgumentParser:
     pcheck = profiles_sub.add_parser("check", help="validate firmware profiles")
     pcheck.add_argument("dir", nargs="?", help="folder (default: the bundled profiles)")
     pcheck.set_defaults(func=cmd_profiles_check)
+
+    from gatewayd.fleet import register_cli as register_fleet
+
+    register_fleet(sub)
 
     if with_central:
         from gatewayd.central.cli import register as register_central

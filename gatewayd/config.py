@@ -135,11 +135,16 @@ class CentralSection(_Section):
 
 
 class TerminalConfig(_Section):
-    """Per-terminal settings of the payment-code window."""
+    """Per-terminal settings: the payment-code window, and the kiosk page (docs/kiosk.md),
+    enabled only for a terminal given a ``kiosk_key_sha256`` (the key itself is never stored)."""
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     identify_on_payment_code: bool = True
     payment_window_seconds: float = Field(default=300.0, ge=0, le=3600)
+    kiosk_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    kiosk_lang: Literal["zh", "en"] = "zh"
+    kiosk_display_seconds: float = Field(default=15.0, ge=1, le=3600)
+    kiosk_session_days: int = Field(default=180, ge=1, le=400)
 
 
 class DiscoverySection(_Section):
@@ -155,6 +160,14 @@ class DiscoverySection(_Section):
 
 class PluginsSection(_Section):
     disabled: tuple[str, ...] = ()
+
+
+class FleetSection(_Section):
+    """Signed bundles from HQ (see docs/fleet.md): which keys to trust, how long to wait."""
+
+    trusted_keys: tuple[str, ...] = ()
+    health_deadline: float = Field(default=60.0, gt=0, le=3600)
+    diagnostics_max_bytes: int = Field(default=48 * 1024, ge=4096, le=16 * 1024 * 1024)
 
 
 class DeviceConfig(BaseModel):
@@ -180,6 +193,7 @@ class Settings(_Section):
     central: CentralSection = CentralSection()
     plugins: PluginsSection = PluginsSection()
     discovery: DiscoverySection = DiscoverySection()
+    fleet: FleetSection = FleetSection()
     plugins_dir: Path | None = None
     profiles_dir: Path | None = None
     devices: tuple[DeviceConfig, ...] = ()

@@ -34,6 +34,7 @@ from gatewayd.events import (
     new_event_id,
     utc_timestamp,
 )
+from gatewayd.fleet_apply import FleetAgent
 from gatewayd.http_api import build_app
 from gatewayd.metrics import Metrics
 from gatewayd.mqtt import EpochStore, MqttSink
@@ -120,7 +121,8 @@ class Gateway:
         self.central: CentralLink | None = None
         if settings.central.url:
             self.central = CentralLink(settings, publish=self.publish, health=self.health,
-                                       on_message=self._on_central_message)
+                                       on_message=self._on_central_message,
+                                       metrics=self.metrics)
         self.notifier = Notifier(
             [
                 self.mqtt,
@@ -145,6 +147,8 @@ class Gateway:
         self._notify = Notify()
         self.driver_classes = self.plugins.driver_classes()
         self._specs = build_specs(settings, self.driver_classes, self.profiles)
+        self.restart_requested = False  # set by fleet bundles: ``gatewayd run`` re-execs
+        self.fleet = FleetAgent(self) if self.central is not None else None
 
     # -- inputs and states (called by drivers, on the event loop) --------------------------
 
@@ -189,6 +193,9 @@ class Gateway:
         """Hand an event (any phase) to every sink and observer."""
         self.counts[event.method.value] += 1
         self.metrics.events.labels(event.method.value, event.token.kind.value).inc()
+        self.metrics.events_by_phase.labels(
+            event.method.value, event.token.kind.value, event.phase.value
+        ).inc()
         log.info("identify", **event.log_fields())
         self.notifier.publish(event)
         self.plugins.notify_event(event)
@@ -220,7 +227,10 @@ class Gateway:
         """A message from central's channel: for terminals (MQTT and SSE), or a command."""
         payload = message.get("payload") or {}
         if message.get("kind") == "command":
-            self._command(str(payload.get("command")), payload.get("args") or {})
+            command, args = str(payload.get("command")), payload.get("args") or {}
+            if self.fleet is not None and self.fleet.handle(message.get("id"), command, args):
+                return  # fleet commands (docs/fleet.md) are acked to central
+            self._command(command, args)
             return
         terminal = str(message.get("terminal") or "all")
         body = {"id": message.get("id"), "kind": message.get("kind"), "terminal": terminal,
@@ -295,6 +305,10 @@ class Gateway:
         self.metrics.mqtt_connected.set(1 if self.mqtt.connected else 0)
         self.metrics.mqtt_queue.set(len(self.mqtt.pending))
         self.metrics.mqtt_dropped.set(self.mqtt.dropped)
+        self.metrics.sse_clients.set(len(self.sse.clients))
+        if self.central is not None:
+            self.metrics.outbox_depth.set(self.central.outbox.depth)
+            self.metrics.central_reachable.set(1 if self.central.central_up else 0)
 
     # -- devices ----------------------------------------------------------------------------
 
@@ -348,6 +362,11 @@ class Gateway:
     def request_reload(self) -> None:
         self._reload.set()
 
+    def request_restart(self) -> None:
+        """Stop, then let ``gatewayd run`` start the process afresh (fleet plugin bundles)."""
+        self.restart_requested = True
+        self._stop.set()
+
     async def run(self, *, install_signals: bool = True) -> None:
         """Start everything, serve until ``request_stop`` (or SIGTERM), then shut down."""
         loop = asyncio.get_running_loop()
@@ -375,6 +394,7 @@ class Gateway:
                 *self._auto_tasks(),
                 asyncio.create_task(self._watchdog_loop(), name="watchdog"),
                 asyncio.create_task(self._reload_loop(), name="reload"),
+                *([asyncio.create_task(self.fleet.run(), name="fleet")] if self.fleet else []),
             ]
             log.info(
                 "gateway_started",
@@ -472,5 +492,12 @@ class Gateway:
                 log.warning("reload_needs_restart", section=section)
         self.device_configs = new_configs
         self._specs = specs
+        # Devices and per-terminal settings (payment window, kiosk keys) apply at once; the
+        # sections that own sockets keep their running values until a restart.
+        self.settings = self.settings.model_copy(
+            update={"devices": new.devices, "terminals": new.terminals}
+        )
+        if self.central is not None:
+            self.central.settings = self.settings
         log.info("reloaded", changed=sorted(changed))
         self._notify.send("READY=1")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gatewayd.config import describe_errors
 from gatewayd.errors import UnsupportedAction
+from gatewayd.kiosk import add_kiosk_routes, is_kiosk_path
 from gatewayd.protocols.tokens import Method, TokenError
 from gatewayd.sse import SseMessage
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 KEEPALIVE_SECONDS = 15.0
+STREAM_ROUTES = frozenset({"/v1/events", "/kiosk/events"})
 log = structlog.get_logger("gatewayd.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,7 +56,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[GATEWAY].settings.http
     if request.content_length is not None and request.content_length > settings.max_body:
         return error(413, "body_too_large", f"bodies are limited to {settings.max_body} bytes")
-    if settings.token and request.path != "/healthz":
+    # Kiosk routes check their own per-terminal cookie (gatewayd/kiosk.py).
+    if settings.token and request.path != "/healthz" and not is_kiosk_path(request.path):
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {settings.token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -66,6 +70,25 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status >= 400:
             return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
         raise
+
+
+@web.middleware
+async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``gatewayd_http_request_duration_seconds`` by route template (never the raw path).
+    Streams (SSE) are left out: their duration is the client's stay, not a latency."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        if route not in STREAM_ROUTES:
+            request.app[GATEWAY].metrics.http_duration.labels(
+                route, request.method, str(status)
+            ).observe(time.perf_counter() - started)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -196,7 +219,9 @@ async def checkout(request: web.Request) -> web.Response:
 
 
 def build_app(gateway: Gateway) -> web.Application:
-    app = web.Application(middlewares=[guard], client_max_size=gateway.settings.http.max_body)
+    app = web.Application(
+        middlewares=[measure, guard], client_max_size=gateway.settings.http.max_body
+    )
     app[GATEWAY] = gateway
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/status", status)
@@ -206,6 +231,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/terminals/{terminal}/payment-code/claim", claim_payment_code)
     app.router.add_put("/v1/terminals/{terminal}/checkout", checkout)
+    add_kiosk_routes(app, gateway.settings.gateway.state_dir)
     for plugin_routes in gateway.extra_routes:
         plugin_routes(app)
     return app

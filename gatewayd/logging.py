@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from gatewayd.recent_logs import remember_log_record
+
 _DIGITS = re.compile(r"(?<!\d)\d{6,}[\dXx]?(?!\d)")
 _LEGACY = re.compile(r"(?<![A-Za-z])[A-Za-z]{36}(?![A-Za-z])")
 
@@ -69,6 +71,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             mask_personal_data,
+            remember_log_record,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -85,6 +88,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 mask_personal_data,
+                remember_log_record,
                 renderer,
             ],
             foreign_pre_chain=[

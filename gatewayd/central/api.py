@@ -15,19 +15,34 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from .alerts import Alerts
 from .auth import Authenticator, Principal
+from .catalog import Catalog
 from .clock import Clock
 from .codes import ConsumptionCodes
 from .config import CentralSettings
+from .custom_fields import CustomFields
+from .dashboard import Dashboard
 from .db import Database
-from .errors import Invalid, NotFound, PayloadTooLarge
+from .errors import Invalid, NotFound, PayloadTooLarge, Unauthenticated
+from .fleet_store import FleetStore
 from .gateway_link import GatewayLink
 from .identify import Identifier
+from .imports import Importer
 from .member_events import MemberEvents
 from .members import MemberService
+from .notifications import Notifications
+from .notify_dispatch import Campaigns, NotifyLoops
+from .portal import Portal
+from .pricing import Pricing
 from .ratelimit import TokenBucketLimiter
+from .recharge import Programme
 from .registry import Registry
+from .reports import Reports
 from .schemas import ID_PATTERN, MAX_ROW_ID
+from .search import MemberSearch
+from .service_plans import ServicePlans
+from .web_sessions import LoginThrottle, WebSessions, require_csrf
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Auth = Literal["public", "any", "admin"]
@@ -52,6 +67,24 @@ class Services:
     redeem_limit: TokenBucketLimiter
     issue_limit: TokenBucketLimiter
     events: MemberEvents
+    notifications: Notifications
+    service_plans: ServicePlans
+    campaigns: Campaigns
+    notify_loops: NotifyLoops
+    fleet: FleetStore
+    catalog: Catalog
+    pricing: Pricing
+    dashboard: Dashboard
+    alerts: Alerts
+    admin_sessions: WebSessions
+    login_throttle: LoginThrottle
+    programme: Programme
+    # Member management (issue 8).
+    custom_fields: CustomFields
+    member_search: MemberSearch
+    imports: Importer
+    reports: Reports
+    portal: Portal
 
 
 SERVICES = web.AppKey("services", Services)
@@ -84,6 +117,8 @@ class Operation:
     query: tuple[QueryParam, ...] = ()
     description: str = ""
     operation_id: str = field(default="")
+    # Also accept an admin web session (dashboard pages) when no Authorization is sent.
+    cookie: bool = False
 
     @property
     def route_path(self) -> str:
@@ -130,11 +165,15 @@ def _describe(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
     return message, details
 
 
+LARGE_BODY_PATHS = ("/outbox", "/bundles", "/diagnostics")
+"""Gateway batches, fleet bundles and diagnostics: a larger, still bounded body (× 8)."""
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Read and validate the JSON body (413 over the limit, 422 with every problem listed)."""
     raw = await request.read()
     limit = services(request).settings.body_limit
-    if len(raw) > limit and not request.path.endswith("/outbox"):
+    if len(raw) > limit and not request.path.endswith(LARGE_BODY_PATHS):
         # A chunked body has no Content-Length for the middleware to refuse early.
         raise PayloadTooLarge(f"request body over {limit} bytes")
     if not raw.strip():
@@ -160,19 +199,37 @@ def wrap(op: Operation) -> Handler:
     allowed_query = {q.name for q in op.query}
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        unknown = sorted(set(request.query) - allowed_query)
-        if unknown:
-            raise Invalid(
-                f"unknown query parameters: {', '.join(unknown)[:200]}", code="invalid_request"
-            )
+        if request.query_string:  # most calls have none: skip parsing an empty query
+            unknown = sorted(set(request.query) - allowed_query)
+            if unknown:
+                raise Invalid(
+                    f"unknown query parameters: {', '.join(unknown)[:200]}",
+                    code="invalid_request",
+                )
         if op.auth != "public":
-            found = await services(request).auth.authenticate(request.headers.get("Authorization"))
+            header = request.headers.get("Authorization")
+            if header is None and op.cookie:
+                found = await session_admin(request)
+            else:
+                found = await services(request).auth.authenticate(header)
             if op.auth == "admin":
                 found.require_admin()
             request[PRINCIPAL] = found
         return await op.handler(request)
 
     return handle
+
+
+async def session_admin(request: web.Request) -> Principal:
+    """Dashboard pages: an admin web session instead of a key (CSRF-checked on changes)."""
+    sessions = services(request).admin_sessions
+    if sessions.cookie_name not in request.cookies:
+        raise Unauthenticated("missing Authorization: Bearer <key>", code="missing_key")
+    session = await sessions.load(request)
+    if session is None:
+        raise Unauthenticated("session expired or ended: sign in again", code="no_session")
+    require_csrf(request, session)
+    return Principal(role="admin", key_id=0)
 
 
 ID_QUERY = re.compile(ID_PATTERN)

@@ -7,42 +7,89 @@ including aiohttp's own 404/405/413, leaves as ``{"error": {"code", "message"}}`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from .api import SERVICES, Operation, Services, wrap
+from .alerts import Alerts
+from .api import LARGE_BODY_PATHS, SERVICES, Operation, Services, wrap
 from .auth import Authenticator
-from .clock import Clock, SystemClock
+from .catalog import Catalog
+from .clock import Clock, SystemClock, to_millis
 from .codes import CODE_KEY_PURPOSE, ID_KEY_PURPOSE, ConsumptionCodes
 from .config import CentralSettings
+from .custom_fields import CustomFields
+from .dashboard import Dashboard
 from .db import Database
 from .errors import CentralError, PayloadTooLarge, RateLimited, error_body
+from .fleet_store import FleetStore
 from .gateway_link import GatewayLink
 from .identify import Identifier
+from .imports import MAX_BYTES as IMPORT_MAX_BYTES
+from .imports import Importer
 from .logs import get_logger
 from .member_events import MemberEvents
 from .members import MemberService
+from .metrics import UNMATCHED, CentralMetrics, gateway_state_registry, state_counts_query
 from .migrate import current_revision, head_revision
+from .models_members_ext import subscribe as subscribe_member_stats
+from .notifications import build_notifications
+from .notify_dispatch import Campaigns, build_notify_loops
 from .openapi import build_openapi, render_docs
 from .payments import AlipayAdapter, PaymentAdapter, WeChatPayAdapter
+from .portal import build_portal
+from .pricing import Pricing
 from .ratelimit import TokenBucketLimiter
+from .recharge import build_programme
 from .registry import Registry
+from .reports import Reports
+from .routes_catalog import OPERATIONS as CATALOG_OPERATIONS
+from .routes_dashboard import OPERATIONS as DASHBOARD_OPERATIONS
+from .routes_dashboard import add_dashboard_pages
+from .routes_fleet import OPERATIONS as FLEET_OPERATIONS
 from .routes_gateway_link import OPERATIONS as LINK_OPERATIONS
 from .routes_identify import OPERATIONS as IDENTIFY_OPERATIONS
 from .routes_members import OPERATIONS as MEMBER_OPERATIONS
+from .routes_notifications import OPERATIONS as NOTIFY_OPERATIONS
+from .routes_orders import OPERATIONS as ORDER_OPERATIONS
+from .routes_portal import OPERATIONS as PORTAL_OPERATIONS
+from .routes_portal import add_portal_pages
+from .routes_programme import OPERATIONS as PROGRAMME_OPERATIONS
 from .routes_registry import OPERATIONS as REGISTRY_OPERATIONS
+from .routes_reports import OPERATIONS as REPORT_OPERATIONS
+from .routes_reports import add_report_pages
+from .routes_search import OPERATIONS as SEARCH_OPERATIONS
+from .search import MemberSearch
+from .service_plans import ServicePlans
+from .web_sessions import LoginThrottle, WebSessions
 
 log = get_logger(__name__)
 API_VERSION: Final = "1.0.0"
 WORKER_HEADER: Final = "X-Central-Worker"
 OPERATIONS: Final[tuple[Operation, ...]] = (
-    IDENTIFY_OPERATIONS + MEMBER_OPERATIONS + REGISTRY_OPERATIONS + LINK_OPERATIONS
+    IDENTIFY_OPERATIONS
+    + MEMBER_OPERATIONS
+    + REGISTRY_OPERATIONS
+    + LINK_OPERATIONS
+    + FLEET_OPERATIONS
+    + CATALOG_OPERATIONS
+    + DASHBOARD_OPERATIONS
+    + NOTIFY_OPERATIONS
+    + ORDER_OPERATIONS
+    + PROGRAMME_OPERATIONS
+    + SEARCH_OPERATIONS
+    + REPORT_OPERATIONS
+    + PORTAL_OPERATIONS
 )
 OPENAPI_DOC = web.AppKey("openapi_doc", bytes)
 _HTTP_CODES: Final = {
@@ -69,13 +116,30 @@ def _error_response(exc: CentralError) -> web.Response:
 OUTBOX_BODY_FACTOR = 8
 
 
+METRICS = web.AppKey("metrics", CentralMetrics)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every answer in the one error shape, timed per route template for ``/metrics``."""
+    started = time.perf_counter()
+    response = await _answer_or_error(request, handler)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else UNMATCHED
+    request.app[METRICS].request(
+        route, request.method, response.status, time.perf_counter() - started
+    )
+    return response
+
+
+async def _answer_or_error(request: web.Request, handler: Any) -> web.StreamResponse:
     """Map every error to the one error shape; enforce the body limit before reading."""
     try:
         limit = request.app[SERVICES].settings.body_limit
-        if request.path.endswith("/outbox"):  # gateway batches: a larger, still bounded body
+        if request.path.endswith(LARGE_BODY_PATHS):  # a larger, still bounded body
             limit *= OUTBOX_BODY_FACTOR
+        elif request.path.startswith("/v1/imports/"):  # files, read in bounded chunks
+            limit = IMPORT_MAX_BYTES
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"request body over {limit} bytes")
         response: web.StreamResponse = await handler(request)
@@ -137,11 +201,19 @@ def _adapters(settings: CentralSettings, http: aiohttp.ClientSession) -> dict[st
 
 
 def build_services(
-    settings: CentralSettings, clock: Clock, db: Database, http: aiohttp.ClientSession
+    settings: CentralSettings,
+    clock: Clock,
+    db: Database,
+    http: aiohttp.ClientSession,
+    metrics: CentralMetrics | None = None,
 ) -> Services:
     """Wire the services over one database and one HTTP client."""
     registry = Registry(db, clock, settings.stale_after)
-    codes = ConsumptionCodes(db, clock, settings.key_for(CODE_KEY_PURPOSE), settings.code_ttl)
+    catalog = Catalog(db, clock)
+    events = MemberEvents()
+    codes = ConsumptionCodes(
+        db, clock, settings.key_for(CODE_KEY_PURPOSE), settings.code_ttl, events=events
+    )
     id_key = settings.key_for(ID_KEY_PURPOSE)
     identifier = Identifier(
         db,
@@ -150,14 +222,18 @@ def build_services(
         codes=codes,
         registry=registry,
         adapters=_adapters(settings, http),
+        observe=metrics.identified if metrics is not None else None,
     )
-    return Services(
+    dashboard = Dashboard(db, clock, settings.stale_after, settings.offline_after)
+    notifications = build_notifications(settings, db, clock, http, events)
+    service_plans = ServicePlans(db, clock, events, notifications)
+    built = Services(
         settings=settings,
         clock=clock,
         db=db,
         http=http,
         auth=Authenticator(db),
-        members=MemberService(db, clock, id_key),
+        members=MemberService(db, clock, id_key, events),
         registry=registry,
         codes=codes,
         identifier=identifier,
@@ -171,8 +247,48 @@ def build_services(
         issue_limit=TokenBucketLimiter(
             settings.code_issue_rate, settings.code_issue_burst, what="requests for this member"
         ),
-        events=MemberEvents(),
+        events=events,
+        notifications=notifications,
+        service_plans=service_plans,
+        campaigns=Campaigns(db, clock, notifications),
+        notify_loops=build_notify_loops(settings, db, clock, notifications, events, service_plans),
+        fleet=FleetStore(db, clock),
+        catalog=catalog,
+        pricing=Pricing(catalog, registry),
+        dashboard=dashboard,
+        alerts=Alerts(db, clock, dashboard, notifications),
+        admin_sessions=WebSessions(
+            db,
+            clock,
+            realm="admin",
+            cookie_name="gatewayd_admin_session",
+            idle_seconds=settings.session_idle,
+            absolute_seconds=settings.session_max,
+        ),
+        login_throttle=LoginThrottle(db, clock),
+        programme=build_programme(
+            db,
+            clock,
+            events,
+            MemberService(db, clock, id_key, events),
+            settings.key_for(CODE_KEY_PURPOSE),
+        ),
+        portal=build_portal(
+            settings,
+            db,
+            clock,
+            members=MemberService(db, clock, id_key, events),
+            codes=codes,
+            notifications=notifications,
+            registry=registry,
+        ),
+        custom_fields=CustomFields(db, clock),
+        member_search=MemberSearch(db, clock),
+        imports=Importer(db, clock, id_key),
+        reports=Reports(db, clock),
     )
+    subscribe_member_stats(events)  # refunds lower member_stats.spent_fen (issue 8)
+    return built
 
 
 def _resources(settings: CentralSettings, clock: Clock) -> Any:
@@ -186,13 +302,43 @@ def _resources(settings: CentralSettings, clock: Clock) -> Any:
                     f"{head_revision()}: run `gatewayd central migrate`"
                 )
             async with aiohttp.ClientSession() as http:
-                app[SERVICES] = build_services(settings, clock, db, http)
+                app[SERVICES] = build_services(settings, clock, db, http, app[METRICS])
                 log.info("central_started", db=settings.db.split("@")[-1], pid=os.getpid())
                 yield
         finally:
             await db.close()
 
     return ctx
+
+
+async def _notify_loops(app: web.Application) -> AsyncIterator[None]:
+    """The notification dispatcher and scheduler of this worker (off with notify_loops = 0)."""
+    services = app[SERVICES]
+    settings = services.settings
+    if settings.notify_loops:
+        services.notify_loops.start(settings.notify_poll, settings.notify_schedule_interval)
+    yield
+    await services.notify_loops.stop()
+
+
+async def _programme_scheduler(app: web.Application) -> AsyncIterator[None]:
+    """Recharge returns and pass expiry; every worker runs one (each payment happens once)."""
+    scheduler = app[SERVICES].programme.scheduler
+    scheduler.start()
+    yield
+    await scheduler.stop()
+
+
+async def _alert_loop(app: web.Application) -> AsyncIterator[None]:
+    """Evaluate alert rules in the background (every worker may; incidents fire once)."""
+    services = app[SERVICES]
+    interval = services.settings.alert_interval
+    task = asyncio.create_task(services.alerts.run(interval)) if interval > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -202,6 +348,29 @@ async def _openapi(request: web.Request) -> web.Response:
 async def _docs(request: web.Request) -> web.Response:
     document = json.loads(request.app[OPENAPI_DOC])
     return web.Response(text=render_docs(document), content_type="text/html")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus text: an admin key, or the scrape token (``metrics_token``) as Bearer."""
+    svc = request.app[SERVICES]
+    header = request.headers.get("Authorization", "")
+    token = svc.settings.metrics_token
+    scheme, _, presented = header.partition(" ")
+    if not (
+        token
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(presented.strip().encode(), token.encode())
+    ):
+        (await svc.auth.authenticate(header or None)).require_admin()
+    query = state_counts_query(
+        to_millis(svc.clock.now()),
+        int(svc.settings.stale_after * 1000),
+        int(svc.settings.offline_after * 1000),
+    )
+    async with svc.db.read() as conn:
+        counts = {str(state): int(n) for state, n in (await conn.execute(query)).all()}
+    body = request.app[METRICS].exposition(gateway_state_registry(counts))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _health(_request: web.Request) -> web.Response:
@@ -221,11 +390,19 @@ def build_app(
         client_max_size=settings.body_limit * OUTBOX_BODY_FACTOR,
     )
     app[OPENAPI_DOC] = json.dumps(build_openapi(ops, version=API_VERSION)).encode()
+    app[METRICS] = CentralMetrics()
     app.cleanup_ctx.append(_resources(settings, clock or SystemClock()))
+    app.cleanup_ctx.append(_alert_loop)
+    app.cleanup_ctx.append(_notify_loops)
+    app.cleanup_ctx.append(_programme_scheduler)
     app.on_response_prepare.append(_worker_header)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/docs", _docs)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/metrics", _metrics)
     for op in ops:
         app.router.add_route(op.method, op.route_path, wrap(op))
+    add_dashboard_pages(app)
+    add_report_pages(app)
+    add_portal_pages(app)
     return app

@@ -102,6 +102,36 @@ def cmd_admin_key_create(args: argparse.Namespace) -> int:
     return _run(args, create)
 
 
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one line of stdin (scripts), or typed twice at a prompt."""
+    import getpass
+
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SettingsError("the passwords differ", code="password_mismatch")
+    return first
+
+
+def cmd_admin_user_add(args: argparse.Namespace) -> int:
+    """``gatewayd central admin-user add NAME``: a dashboard login (argon2-hashed password)."""
+
+    async def add(settings: CentralSettings) -> int:
+        from .admin_users import add_admin_user
+
+        password = await asyncio.to_thread(_read_password, args.password_stdin)
+        db = Database.from_url(settings.db)
+        try:
+            user_id = await add_admin_user(db, SystemClock(), args.name, password)
+        finally:
+            await db.close()
+        print(f"admin user {user_id} ({args.name}) added")
+        return 0
+
+    return _run(args, add)
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     if not args.demo and args.members is None:
         print("gatewayd central seed: give --demo and/or --members N", file=sys.stderr)
@@ -126,6 +156,25 @@ def cmd_seed(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, run)
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    """Recompute every cached balance from the ledger: exit 0 when all agree, 1 otherwise."""
+
+    async def verify(settings: CentralSettings) -> int:
+        from .ledger import verify as verify_ledger
+
+        db = Database.from_url(settings.db)
+        try:
+            mismatches = await verify_ledger(db)
+        finally:
+            await db.close()
+        for mismatch in mismatches[: args.limit]:
+            print(json.dumps(mismatch.as_dict()))
+        print(f"ledger verify: {len(mismatches)} mismatches", file=sys.stderr)
+        return 1 if mismatches else 0
+
+    return _run(args, verify)
 
 
 def _write_private(path: str, text: str) -> None:
@@ -178,6 +227,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     create.set_defaults(func=cmd_admin_key_create)
     admin_key.set_defaults(func=lambda _args: _usage(admin_key))
 
+    admin_user = commands.add_parser("admin-user", help="dashboard users (name + password)")
+    user_commands = admin_user.add_subparsers(title="admin-user commands", metavar="COMMAND")
+    add_user = user_commands.add_parser("add", help="add a dashboard admin user")
+    _add_common(add_user, top=False)
+    add_user.add_argument("name", help="login name (1-64 of A-Z a-z 0-9 _ . -)")
+    add_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin, no prompt"
+    )
+    add_user.set_defaults(func=cmd_admin_user_add)
+    admin_user.set_defaults(func=lambda _args: _usage(admin_user))
+
     seed = commands.add_parser("seed", help="fill a demo chain (migrates first)")
     _add_common(seed, top=False)
     seed.add_argument(
@@ -188,6 +248,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     seed.add_argument("--keys-out", help="write keys and samples to this JSON file")
     seed.set_defaults(func=cmd_seed)
+
+    ledger = commands.add_parser("ledger", help="the programme's ledger")
+    ledger_commands = ledger.add_subparsers(title="ledger commands", metavar="COMMAND")
+    verify = ledger_commands.add_parser(
+        "verify", help="recompute cached balances from the entries (exit 1 on any mismatch)"
+    )
+    _add_common(verify, top=False)
+    verify.add_argument(
+        "--limit", type=_positive_int, default=100, help="mismatches to print (default 100)"
+    )
+    verify.set_defaults(func=cmd_ledger_verify)
+    ledger.set_defaults(func=lambda _args: _usage(ledger))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

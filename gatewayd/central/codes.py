@@ -35,6 +35,7 @@ from .clock import Clock, iso, to_millis
 from .db import Database
 from .errors import Conflict, Expired, Invalid, NotFound
 from .logs import get_logger
+from .member_events import MemberEvent, MemberEvents
 from .models import consumption_codes, members
 
 CARD_NUMBER_PREFIX: Final = "8"
@@ -101,8 +102,16 @@ class ValidCode:
 class ConsumptionCodes:
     """Issue, look up and redeem consumption codes."""
 
-    def __init__(self, db: Database, clock: Clock, key: bytes, ttl: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        key: bytes,
+        ttl: float,
+        events: MemberEvents | None = None,
+    ) -> None:
         self._db = db
+        self._events = events
         self._clock = clock
         self._key = key
         self._ttl_ms = to_millis(ttl)
@@ -183,19 +192,7 @@ class ConsumptionCodes:
                 row = await self._find(conn, code)
                 self._check_state(row, now)
                 raise Conflict("consumption code already used", code="code_used")
-            balance = await conn.scalar(
-                members.update()
-                .where(
-                    members.c.id == won.member_id,
-                    members.c.active.is_(True),
-                    members.c.balance_fen >= debit,
-                )
-                .values(balance_fen=members.c.balance_fen - debit, updated_at=now)
-                .returning(members.c.balance_fen)
-            )
-            if balance is None:
-                # Leaving the block by an exception rolls the code's use back too.
-                raise Conflict("insufficient stored value", code="insufficient_balance")
+            balance = await self._debit(conn, won.id, won.member_id, store, debit, now)
         log.info(
             "consumption_code_redeemed",
             member_id=won.member_id,
@@ -205,6 +202,50 @@ class ConsumptionCodes:
             debited_fen=debit,
         )
         return ValidCode(code_id=won.id, member_id=won.member_id, last4=code[-4:]), now, balance
+
+
+    async def _debit(
+        self, conn: AsyncConnection, code_id: int, member_id: int, store: str, debit: int, now: int
+    ) -> int:
+        """Take ``debit`` off stored value through the ledger; the balance after.
+
+        Leaving by an exception rolls the code's use back too (one transaction).
+        """
+        from . import ledger  # ledger reads codes for order payments: import when used
+
+        active = await conn.scalar(sa.select(members.c.active).where(members.c.id == member_id))
+        if not active:
+            raise Conflict("the member is deactivated", code="member_inactive")
+        if not debit:
+            balance = await conn.scalar(
+                sa.select(members.c.balance_fen).where(members.c.id == member_id)
+            )
+            return int(balance or 0)
+        try:
+            posted = await ledger.post(
+                conn,
+                member_id=member_id,
+                store=store,
+                account="stored_value",
+                amount=-debit,
+                kind="code_debit",
+                now=now,
+                ref=f"consumption_code:{code_id}",
+            )
+        except ledger.Insufficient as exc:
+            raise Conflict("insufficient stored value", code="insufficient_balance") from exc
+        if self._events is not None:
+            await self._events.emit(
+                conn,
+                MemberEvent(
+                    kind="stored_value_debited",
+                    member_id=member_id,
+                    key=f"consumption_code:{code_id}:debit",
+                    store_id=store,
+                    data={"amount_fen": debit, "balance_fen": posted.balance_after},
+                ),
+            )
+        return posted.balance_after
 
 
 def expires_iso(issued: IssuedCode) -> str:

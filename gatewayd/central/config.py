@@ -46,6 +46,29 @@ class CentralSettings:
     code_issue_burst: int = 5
     code_ttl: float = 600.0
     stale_after: float = 90.0
+    # Dashboard: a gateway silent this long is "offline" (between stale_after and this: stale).
+    offline_after: float = 600.0
+    # Admin web sessions end after this much inactivity, and in any case after session_max.
+    session_idle: float = 1800.0
+    session_max: float = 43200.0
+    # Member portal sessions (docs/portal.md): idle and absolute expiry, in seconds.
+    portal_session_idle: float = 900.0
+    portal_session_max: float = 43200.0
+    # Alert rules are evaluated this often (seconds); 0 turns evaluation off in this process.
+    alert_interval: float = 30.0
+    # Notifications (docs/notifications.md): a TOML file with one table per channel's sender;
+    # without one, nothing is queued for members. notify_loops = 0 turns this worker's
+    # dispatcher and scheduler off.
+    notify_senders: str | None = None
+    notify_member_channels: str = "sms,email"
+    notify_loops: int = 1
+    notify_poll: float = 2.0
+    notify_schedule_interval: float = 60.0
+    notify_max_attempts: int = 6
+    notify_backoff: float = 30.0
+    notify_lease: float = 120.0
+    # Bearer token a Prometheus scraper may present at /metrics instead of an admin key.
+    metrics_token: str | None = dataclasses.field(default=None, repr=False)
     log_level: str = "info"
     wechat_base_url: str | None = None
     wechat_appid: str | None = None
@@ -87,6 +110,14 @@ class CentralSettings:
             problems.append("workers must be at least 1")
         if (self.tls_cert is None) != (self.tls_key is None):
             problems.append("tls_cert and tls_key go together")
+        if self.offline_after <= self.stale_after:
+            problems.append("offline_after must be longer than stale_after")
+        if self.alert_interval < 0:
+            problems.append("alert_interval must be 0 (off) or positive")
+        if self.notify_poll <= 0 or self.notify_schedule_interval <= 0 or self.notify_lease <= 0:
+            problems.append("notify_poll, notify_schedule_interval and notify_lease must be > 0")
+        if self.notify_max_attempts < 1:
+            problems.append("notify_max_attempts must be at least 1")
         if self.body_limit < 1024:
             problems.append("body_limit must be at least 1024 bytes")
         if self.wechat_base_url and not (

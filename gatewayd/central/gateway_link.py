@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 
 from .auth import Principal
 from .clock import Clock, to_millis
+from .dashboard import report_from_payload
 from .db import Database
 from .errors import CentralError
 from .identify import Identifier
@@ -63,7 +64,7 @@ class ChannelMessageCreate(Body):
 
 
 class GatewayCommand(Body):
-    command: Literal["reload", "restart_device", "ping"]
+    command: Literal["reload", "restart_device", "ping", "diagnostics"]
     args: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -133,7 +134,8 @@ class GatewayLink:
                 counters={k: int(v) for k, v in dict(item.payload.get("counters", {})).items()},
                 version=item.payload.get("version"),
             )
-            await self._registry.heartbeat(gateway_id, beat)
+            report = report_from_payload(item.payload)
+            await self._registry.record_heartbeat(gateway_id, beat, report)
             return 200
         async with self._db.write() as conn:
             await conn.execute(

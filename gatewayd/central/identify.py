@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from json import encoder as _json_encoder
@@ -188,6 +189,10 @@ def _as_kind(text: str, kind: TokenKind) -> Token:
     return Token(kind=kind, value=text)
 
 
+Observer = Callable[[str, str, int, float], None]
+"""Told of every answered identification: token kind, input method, status, seconds."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What identify answers: an HTTP status and a JSON body.
@@ -230,8 +235,10 @@ class Identifier:
         codes: ConsumptionCodes,
         registry: Registry,
         adapters: dict[str, PaymentAdapter],
+        observe: Observer | None = None,
     ) -> None:
         self._db = db
+        self._observe = observe
         self._clock = clock
         self._id_key = id_key
         self._codes = codes
@@ -251,6 +258,7 @@ class Identifier:
         _settle_heap()
 
     async def identify(self, req: IdentifyRequest, principal: Principal) -> Outcome:
+        started = time.perf_counter()
         principal.require_store(req.store)
         await self._registry.require_terminal(req.store, req.terminal)
         if req.event_id is not None:
@@ -287,6 +295,8 @@ class Identifier:
                 raise
             status, body = exc.status, error_body(exc)
         outcome = await self._record(req, principal, kind, value, row, status, body)
+        if self._observe is not None:
+            self._observe(kind, req.method.value, outcome.status, time.perf_counter() - started)
         if _info_enabled():
             log.info(
                 "identify",

@@ -18,11 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gatewayd.protocols.checks import luhn_valid
 from gatewayd.protocols.tokens import mask
 
+from . import custom_fields, ledger
+from . import models_members_ext as member_stats
 from .clock import Clock, iso, to_millis
 from .codes import keyed_hash, new_card_number, new_member_code
 from .db import Database, is_unique_violation
 from .errors import Conflict, Invalid, NotFound
 from .logs import get_logger
+from .member_events import MemberEvent, MemberEvents
 from .models import cards, members, payment_bindings
 from .schemas import CardCreate, MemberCreate, MemberUpdate, PaymentBindingCreate
 
@@ -128,10 +131,14 @@ def _member_out(row: Any, card_rows: list[Any]) -> dict[str, Any]:
 class MemberService:
     """Create, read, update and deactivate members and their cards."""
 
-    def __init__(self, db: Database, clock: Clock, id_key: bytes) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, id_key: bytes, events: MemberEvents | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
         self._id_key = id_key
+        # ``registered`` is emitted here, in the creating transaction (notifications).
+        self._events = events or MemberEvents()
 
     def id_hash(self, id_number: str) -> str:
         return keyed_hash(self._id_key, id_number.upper())
@@ -155,10 +162,24 @@ class MemberService:
         now = to_millis(self._clock.now())
         values = await self._columns(data, set(MemberCreate.model_fields))
         values.update(active=True, created_at=now, updated_at=now)
+        # Balances come from the ledger: the member starts at zero, opening entries follow.
+        opening = {"points": values.pop("points"), "balance_fen": values.pop("balance_fen")}
+        custom = values.pop("custom", None)
         try:
             async with self._db.write() as conn:
                 member_id = await conn.scalar(
-                    members.insert().values(**values).returning(members.c.id)
+                    members.insert()
+                    .values(**values, points=0, balance_fen=0)
+                    .returning(members.c.id)
+                )
+                assert member_id is not None
+                await ledger.set_balances(conn, member_id, **opening, kind="opening", now=now)
+                # Member management (issue 8): typed custom fields and the search stats row.
+                await custom_fields.write_values(conn, "member", member_id, custom, creating=True)
+                await member_stats.member_created(conn, member_id, now, data.birthday)
+                await self._events.emit(
+                    conn,
+                    MemberEvent(kind="registered", member_id=member_id, key=f"member:{member_id}"),
                 )
         except sa.exc.IntegrityError as exc:
             raise _conflict(exc) from exc
@@ -180,7 +201,8 @@ class MemberService:
                     sa.select(cards).where(cards.c.member_id == member_id).order_by(cards.c.id)
                 )
             ).all()
-        return _member_out(row, list(card_rows))
+            custom = await custom_fields.read_values(conn, "member", member_id)
+        return {**_member_out(row, list(card_rows)), "custom": custom}
 
     async def update(self, member_id: int, data: MemberUpdate) -> dict[str, Any]:
         fields = set(data.model_fields_set)
@@ -188,13 +210,27 @@ class MemberService:
             if required in fields and getattr(data, required) is None:
                 raise Invalid(f"{required} cannot be null", code="invalid_request")
         values = await self._columns(data, fields)
-        values["updated_at"] = to_millis(self._clock.now())
+        values["updated_at"] = now = to_millis(self._clock.now())
+        custom = values.pop("custom", None)
+        # Balances change only through ledger entries (an HQ adjustment for the difference).
+        targets = {
+            "points": values.pop("points", None),
+            "balance_fen": values.pop("balance_fen", None),
+        }
         try:
             async with self._db.write() as conn:
                 await self._row(conn, member_id)
                 await conn.execute(
                     members.update().where(members.c.id == member_id).values(**values)
                 )
+                await ledger.set_balances(conn, member_id, **targets, kind="adjustment", now=now)
+                # Member management (issue 8): custom fields and the birthday-month index.
+                if "custom" in fields:
+                    await custom_fields.write_values(
+                        conn, "member", member_id, custom, creating=False
+                    )
+                if "birthday" in fields:
+                    await member_stats.birthday_changed(conn, member_id, data.birthday)
         except sa.exc.IntegrityError as exc:
             raise _conflict(exc) from exc
         log.info("member_updated", member_id=member_id, fields=sorted(fields))

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from .auth import store_key
 from .clock import Clock, iso, to_millis
+from .dashboard import HealthReport, HeartbeatWriter, report_from_heartbeat
 from .db import Database
 from .errors import Conflict, Invalid, NotFound
 from .logs import get_logger
@@ -47,6 +48,7 @@ class Registry:
         self._clock = clock
         self._stale_after_ms = to_millis(stale_after)
         self._known_terminals: dict[tuple[str, str], float] = {}
+        self._heartbeats = HeartbeatWriter(db, self._stale_after_ms)
 
     # --- stores and terminals ------------------------------------------------------------
 
@@ -198,7 +200,20 @@ class Registry:
             rows = (await conn.execute(query)).all()
         return [self._gateway_out(r) for r in rows]
 
-    async def heartbeat(self, gateway_id: str, beat: Heartbeat) -> dict[str, Any]:
+    async def heartbeat(
+        self, gateway_id: str, beat: Heartbeat, report: HealthReport | None = None
+    ) -> dict[str, Any]:
+        """Record a heartbeat and answer the gateway's state (the HTTP heartbeat)."""
+        await self.record_heartbeat(gateway_id, beat, report)
+        return await self.get_gateway(gateway_id)
+
+    async def record_heartbeat(
+        self, gateway_id: str, beat: Heartbeat, report: HealthReport | None = None
+    ) -> None:
+        """Record a heartbeat; ``report`` carries what only outbox heartbeats have (uptime,
+        backlog, recent errors…) for the dashboard (``dashboard.record_health``).
+
+        Written in batches with other gateways' heartbeats (``dashboard.HeartbeatWriter``)."""
         status = json.dumps(
             {
                 "devices": [d.model_dump(exclude_none=True) for d in beat.devices],
@@ -206,15 +221,10 @@ class Registry:
                 "version": beat.version,
             }
         )
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                gateways.update()
-                .where(gateways.c.id == gateway_id)
-                .values(last_seen_at=to_millis(self._clock.now()), status=status)
-            )
-        if result.rowcount == 0:
-            raise NotFound(f"no gateway {gateway_id}", code="gateway_not_found")
-        return await self.get_gateway(gateway_id)
+        now = to_millis(self._clock.now())
+        await self._heartbeats.record(
+            gateway_id, status, report or report_from_heartbeat(beat), now
+        )
 
     # --- chain settings ------------------------------------------------------------------
 

@@ -152,6 +152,9 @@ class MemberCreate(Body):
     )
     points: Annotated[int, Field(ge=0, le=MAX_FEN)] = 0
     balance_fen: Fen = 0
+    custom: dict[str, str | int | float | bool | None] | None = Field(
+        default=None, description="custom fields by key (see /v1/custom-fields)"
+    )
 
     @field_validator("id_number")
     @classmethod
@@ -198,6 +201,7 @@ class MemberOut(Out):
     created_at: str
     updated_at: str
     cards: list[CardOut]
+    custom: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
 class CardCreate(Body):

@@ -27,9 +27,11 @@ from .codes import ID_KEY_PURPOSE, keyed_hash
 from .config import CentralSettings
 from .db import Database
 from .errors import Conflict
+from .ledger import opening_entries_sql
 from .logs import get_logger
 from .members import hash_password
 from .models import cards, members, payment_bindings, stores
+from .recharge import seed_demo_programme
 from .registry import Registry
 from .schemas import GatewayCreate, StoreCreate, TerminalCreate
 
@@ -216,6 +218,8 @@ async def bulk_members(db: Database, settings: CentralSettings, clock: Clock, co
             await _bulk(conn, members, member_rows)
             await _bulk(conn, cards, card_rows)
             await _bulk(conn, payment_bindings, binding_rows)
+        # The seeded balances as opening ledger entries, so `ledger verify` agrees.
+        await opening_entries_sql(conn)
         if conn.dialect.name == "postgresql":
             for table in ("members", "cards", "payment_bindings"):
                 await conn.execute(
@@ -257,6 +261,7 @@ async def seed(
         gateway_keys[gateway_id] = {"store": store_id, "api_key": key}
     _, admin_key = await create_admin_key(db, "demo admin", clock)
     await bulk_members(db, settings, clock, members_count)
+    await seed_demo_programme(db, clock, LEVELS)
     async with db.read() as conn:
         sample = (
             await conn.execute(

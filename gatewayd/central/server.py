@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import os
+import shutil
 import signal
 import ssl
+import tempfile
 from types import FrameType
 
 from aiohttp import web
@@ -18,6 +21,7 @@ from aiohttp import web
 from . import logs
 from .app import build_app
 from .config import CentralSettings
+from .metrics import MULTIPROC_ENV
 
 SHUTDOWN_SECONDS = 10.0
 
@@ -52,6 +56,16 @@ def serve(settings: CentralSettings) -> int:
     if settings.workers == 1:
         serve_worker(settings)
         return 0
+    # Each worker keeps its metrics in files here; /metrics in any worker sums them all.
+    metrics_dir = tempfile.mkdtemp(prefix="gatewayd-central-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        return _supervise(settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(settings: CentralSettings) -> int:
     ctx = multiprocessing.get_context("spawn")
     workers = [
         ctx.Process(target=serve_worker, args=(settings,), name=f"central-worker-{n}")

@@ -224,3 +224,24 @@ async def central(
     running, stop = await start_central(settings, clock, wechat=wechat[0], alipay=alipay[0])
     yield running
     await stop()
+
+
+@pytest.fixture
+async def central_with(
+    db_url: str,
+    clock: ManualClock,
+    wechat: tuple[FakeWeChatPay, str],
+    alipay: tuple[FakeAlipayBridge, str],
+) -> AsyncIterator[Any]:
+    """``await central_with(setting=value, …)``: a central like ``central``, other settings."""
+    stops: list[Any] = []
+
+    async def start(**overrides: Any) -> Central:
+        settings = make_settings(db_url, wechat[1], alipay[1], **overrides)
+        running, stop = await start_central(settings, clock, wechat=wechat[0], alipay=alipay[0])
+        stops.append(stop)
+        return running
+
+    yield start
+    for stop in reversed(stops):
+        await stop()

@@ -12,6 +12,7 @@ from gatewayd.central.codes import (
     new_consumption_code,
     new_member_code,
 )
+from gatewayd.central.ledger import verify
 from gatewayd.central.models import consumption_codes
 from gatewayd.protocols.checks import luhn_valid
 from gatewayd.protocols.tokens import TokenKind, classify
@@ -83,6 +84,13 @@ async def test_redeem_once_then_replay_is_409(central: Any) -> None:
     assert (status, body["error"]["code"]) == (409, "code_used")
     status, body = await central.identify(issued["code"])
     assert (status, body["error"]["code"]) == (409, "code_used")
+    # The debit is a ledger entry of the redeeming store, so the ledger still adds up.
+    entries = await central.ok("GET", f"/v1/members/{member['id']}/ledger")
+    debits = [e for e in entries["entries"] if e["kind"] == "code_debit"]
+    assert [(e["amount"], e["store"], e["balance_after"]) for e in debits] == [
+        (-1250, "store-1", 3750)
+    ]
+    assert await verify(central.services.db) == []
 
 
 async def test_insufficient_balance_leaves_the_code_unused(central: Any) -> None:

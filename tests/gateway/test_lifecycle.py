@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from gatewayd.simulate import PtyDevice
@@ -108,3 +111,40 @@ async def test_systemd_notify_ready_watchdog_stopping(
     assert messages[-1] == "STOPPING=1"
     for device in devices:
         device.close()
+
+
+async def test_sighup_applies_terminal_settings_such_as_kiosk_keys(
+    tmp_path: Path, broker: Mosquitto, gateways
+) -> None:
+    config, devices = two_scanners(tmp_path, broker)
+    gateways.append(gateway := GatewayProcess(config))
+    gateway.start()
+    key = "kiosk-key-for-reload-test-0123456789"
+
+    def sign_in() -> int:
+        url = f"{gateway.base_url}/kiosk?terminal=kiosk-1&key={key}"
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            return int(opener.open(url, timeout=5).status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert await asyncio.to_thread(sign_in) == 404  # no such kiosk terminal yet
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    config.write_text(
+        config.read_text() + f'[[terminals]]\nid = "kiosk-1"\nkiosk_key_sha256 = "{digest}"\n'
+    )
+    gateway.signal(signal.SIGHUP)
+    async with asyncio.timeout(5):
+        while not [e for e in gateway.log_events() if e.get("event") == "reloaded"]:
+            await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(sign_in) == 303  # the new key signs the kiosk in
+    for device in devices:
+        device.close()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Report a redirect's own status instead of following it."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None

@@ -1,0 +1,488 @@
+"""Custom fields: typed, chain-defined extra fields on members, items, staff and gifts.
+
+A definition names a field (``key``), its type (text, number, choice, date, boolean),
+whether it is required, its default and whether search may filter on it. Values are
+validated against the definitions on every write (``write_values``, called inside the
+writer's transaction) and stored one typed row per field (see ``models_members_ext``), so
+searchable fields are index-backed on both backends.
+
+Rules: on create, a missing field takes its default; a required field without value or
+default is refused. On update only the fields sent change; ``null`` clears an optional
+field and is refused for a required one. Unknown keys are refused (a typo must not vanish).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+import sqlalchemy as sa
+from pydantic import Field, model_validator
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .clock import Clock, iso, to_millis
+from .db import Database, is_unique_violation
+from .errors import Conflict, Invalid, NotFound
+from .models import members
+from .models_catalog import catalog_products
+from .models_members_ext import custom_field_defs, custom_values
+from .schemas import Body, Out
+
+Entity = Literal["member", "item", "staff", "gift"]
+FieldType = Literal["text", "number", "choice", "date", "boolean"]
+FieldKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="a-z 0-9 _")]
+Scalar = str | int | float | bool | None
+MAX_TEXT: Final = 500
+MAX_CHOICES: Final = 200
+MAX_FIELDS_PER_ENTITY: Final = 200
+# Entities whose values can be written today (staff and gifts have no registry yet).
+VALUE_ENTITIES: Final = ("member", "item")
+
+
+class FieldCreate(Body):
+    entity: Entity
+    key: FieldKey
+    label: Annotated[str, Field(min_length=1, max_length=200)]
+    type: FieldType
+    required: bool = False
+    searchable: bool = False
+    default: Scalar = None
+    choices: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]] | None = Field(
+        default=None, max_length=MAX_CHOICES, description="choice fields only"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldCreate:
+        if (self.type == "choice") != (self.choices is not None):
+            raise ValueError("choices are required for, and only for, choice fields")
+        if self.choices is not None and len(set(self.choices)) != len(self.choices):
+            raise ValueError("choices must be distinct")
+        if self.default is not None:
+            coerce(self.as_definition(0), self.default)
+        return self
+
+    def as_definition(self, field_id: int) -> Definition:
+        return Definition(
+            id=field_id,
+            entity=self.entity,
+            key=self.key,
+            label=self.label,
+            type=self.type,
+            required=self.required,
+            searchable=self.searchable,
+            default=self.default,
+            choices=tuple(self.choices or ()),
+            active=True,
+        )
+
+
+class FieldUpdate(Body):
+    """Label, flags, default, choices and active may change; key, entity and type may not."""
+
+    label: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    required: bool | None = None
+    searchable: bool | None = None
+    default: Scalar = None
+    choices: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]] | None = Field(
+        default=None, max_length=MAX_CHOICES
+    )
+    active: bool | None = None
+
+
+class FieldOut(Out):
+    id: int
+    entity: str
+    key: str
+    label: str
+    type: str
+    required: bool
+    searchable: bool
+    default: Scalar
+    choices: list[str] | None
+    active: bool
+    created_at: str
+    updated_at: str
+
+
+class FieldList(Out):
+    items: list[FieldOut]
+
+
+class CustomValues(Body):
+    """``PATCH /v1/custom-values/{entity}/{id}``: the fields to change (null clears)."""
+
+    custom: dict[str, Scalar]
+
+
+class CustomValuesOut(Out):
+    entity: str
+    entity_id: str
+    custom: dict[str, Scalar]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Definition:
+    id: int
+    entity: str
+    key: str
+    label: str
+    type: str
+    required: bool
+    searchable: bool
+    default: Scalar
+    choices: tuple[str, ...]
+    active: bool
+
+
+def _definition(row: Any) -> Definition:
+    return Definition(
+        id=row.id,
+        entity=row.entity,
+        key=row.key,
+        label=row.label,
+        type=row.type,
+        required=row.required,
+        searchable=row.searchable,
+        default=json.loads(row.default_json) if row.default_json is not None else None,
+        choices=tuple(json.loads(row.choices_json)) if row.choices_json else (),
+        active=row.active,
+    )
+
+
+def coerce(field: Definition, value: Scalar) -> Scalar:
+    """The stored form of ``value`` for ``field`` (JSON types only), or ``Invalid``.
+
+    Strict like every request body: ``"5"`` is not a number, ``1`` is not ``true``; dates are
+    ``YYYY-MM-DD`` strings. Imports convert their cells to these types before calling.
+    """
+    if value is None:
+        return None
+    where = f"custom.{field.key}"
+    if field.type == "boolean":
+        if not isinstance(value, bool):
+            raise Invalid(f"{where}: must be true or false", code="invalid_custom_field")
+        return value
+    if field.type == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(f"{where}: must be a number", code="invalid_custom_field")
+        if not math.isfinite(value) or abs(value) > 1e15:
+            raise Invalid(f"{where}: must be a finite number", code="invalid_custom_field")
+        return value
+    if not isinstance(value, str):
+        raise Invalid(f"{where}: must be a string", code="invalid_custom_field")
+    if "\x00" in value or len(value) > MAX_TEXT:
+        raise Invalid(f"{where}: at most {MAX_TEXT} characters", code="invalid_custom_field")
+    if field.type == "choice" and value not in field.choices:
+        raise Invalid(f"{where}: not one of the field's choices", code="invalid_custom_field")
+    if field.type == "date":
+        try:
+            if len(value) != 10:
+                raise ValueError(value)
+            dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise Invalid(
+                f"{where}: must be a date as YYYY-MM-DD", code="invalid_custom_field"
+            ) from exc
+    return value
+
+
+def _columns(field: Definition, value: Scalar) -> dict[str, Any]:
+    """The typed column(s) one value is stored in."""
+    out: dict[str, Any] = {"value_text": None, "value_number": None, "value_date": None}
+    if field.type in ("text", "choice"):
+        out["value_text"] = value
+    elif field.type == "number":
+        out["value_number"] = float(value)  # type: ignore[arg-type]
+    elif field.type == "boolean":
+        out["value_number"] = 1.0 if value else 0.0
+    else:
+        out["value_date"] = dt.date.fromisoformat(str(value))
+    return out
+
+
+def _value(field: Definition, row: Any) -> Scalar:
+    if field.type in ("text", "choice"):
+        return row.value_text  # type: ignore[no-any-return]
+    if field.type == "boolean":
+        return None if row.value_number is None else bool(row.value_number)
+    if field.type == "number":
+        number = row.value_number
+        if number is not None and float(number).is_integer():
+            return int(number)
+        return number  # type: ignore[no-any-return]
+    return row.value_date.isoformat() if row.value_date is not None else None
+
+
+async def definitions(
+    conn: AsyncConnection, entity: str, *, active_only: bool = True
+) -> dict[str, Definition]:
+    query = sa.select(custom_field_defs).where(custom_field_defs.c.entity == entity)
+    if active_only:
+        query = query.where(custom_field_defs.c.active)
+    rows = (await conn.execute(query.order_by(custom_field_defs.c.id))).all()
+    return {row.key: _definition(row) for row in rows}
+
+
+def validate(
+    defs: Mapping[str, Definition], given: Mapping[str, Scalar] | None, *, creating: bool
+) -> dict[str, Scalar]:
+    """The values to store (``None`` = delete), checked against ``defs``; raises ``Invalid``.
+
+    Pure, so imports check a whole file before writing anything.
+    """
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defs))
+    if unknown:
+        raise Invalid(
+            f"unknown custom fields: {', '.join(unknown)[:200]}", code="unknown_custom_field"
+        )
+    out: dict[str, Scalar] = {}
+    for key, field in defs.items():
+        if key in given:
+            value = coerce(field, given[key])
+        elif creating:
+            value = field.default
+        else:
+            continue
+        if value is None and field.required:
+            raise Invalid(f"custom.{key}: required", code="custom_field_required")
+        out[key] = value
+    return out
+
+
+async def write_values(
+    conn: AsyncConnection,
+    entity: str,
+    entity_id: int | str,
+    given: Mapping[str, Scalar] | None,
+    *,
+    creating: bool,
+) -> None:
+    """Validate and store custom values in the caller's transaction."""
+    defs = await definitions(conn, entity)
+    if not defs and not given:
+        return
+    await store(conn, entity, entity_id, defs, validate(defs, given, creating=creating))
+
+
+async def store(
+    conn: AsyncConnection,
+    entity: str,
+    entity_id: int | str,
+    defs: Mapping[str, Definition],
+    values: Mapping[str, Scalar],
+) -> None:
+    """Write already validated values (delete then insert: one small row per field)."""
+    key = str(entity_id)
+    for name, value in values.items():
+        field = defs[name]
+        where = (
+            (custom_values.c.entity == entity)
+            & (custom_values.c.entity_id == key)
+            & (custom_values.c.field_id == field.id)
+        )
+        await conn.execute(custom_values.delete().where(where))
+        if value is not None:
+            await conn.execute(
+                custom_values.insert().values(
+                    entity=entity, entity_id=key, field_id=field.id, **_columns(field, value)
+                )
+            )
+
+
+async def read_values(
+    conn: AsyncConnection, entity: str, entity_id: int | str
+) -> dict[str, Scalar]:
+    """Every active field of the entity (``None`` when it has no value)."""
+    defs = await definitions(conn, entity)
+    if not defs:
+        return {}
+    by_id = {field.id: field for field in defs.values()}
+    rows = (
+        await conn.execute(
+            sa.select(custom_values).where(
+                custom_values.c.entity == entity, custom_values.c.entity_id == str(entity_id)
+            )
+        )
+    ).all()
+    out: dict[str, Scalar] = {key: None for key in defs}
+    for row in rows:
+        field = by_id.get(row.field_id)
+        if field is not None:
+            out[field.key] = _value(field, row)
+    return out
+
+
+async def read_many(
+    conn: AsyncConnection,
+    entity: str,
+    entity_ids: list[int],
+    defs: Mapping[str, Definition] | None = None,
+) -> dict[int, dict[str, Scalar]]:
+    """Values of many members at once (one query, for search results and exports)."""
+    if defs is None:
+        defs = await definitions(conn, entity)
+    out: dict[int, dict[str, Scalar]] = {i: {k: None for k in defs} for i in entity_ids}
+    if not defs or not entity_ids:
+        return out
+    by_id = {field.id: field for field in defs.values()}
+    rows = (
+        await conn.execute(
+            sa.select(custom_values).where(
+                custom_values.c.entity == entity,
+                custom_values.c.entity_id.in_([str(i) for i in entity_ids]),
+            )
+        )
+    ).all()
+    for row in rows:
+        field = by_id.get(row.field_id)
+        if field is not None:
+            out[int(row.entity_id)][field.key] = _value(field, row)
+    return out
+
+
+def _out(row: Any) -> dict[str, Any]:
+    field = _definition(row)
+    return {
+        "id": field.id,
+        "entity": field.entity,
+        "key": field.key,
+        "label": field.label,
+        "type": field.type,
+        "required": field.required,
+        "searchable": field.searchable,
+        "default": field.default,
+        "choices": list(field.choices) if field.type == "choice" else None,
+        "active": field.active,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+class CustomFields:
+    """Definitions (HQ) and the values of entities that have no endpoint of their own."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(self, data: FieldCreate) -> dict[str, Any]:
+        now = to_millis(self._clock.now())
+        try:
+            async with self._db.write() as conn:
+                count = await conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(custom_field_defs)
+                    .where(custom_field_defs.c.entity == data.entity)
+                )
+                if (count or 0) >= MAX_FIELDS_PER_ENTITY:
+                    raise Conflict("too many custom fields", code="too_many_fields")
+                field_id = await conn.scalar(
+                    custom_field_defs.insert()
+                    .values(
+                        entity=data.entity,
+                        key=data.key,
+                        label=data.label,
+                        type=data.type,
+                        required=data.required,
+                        searchable=data.searchable,
+                        default_json=None if data.default is None else json.dumps(data.default),
+                        choices_json=None if data.choices is None else json.dumps(data.choices),
+                        active=True,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(custom_field_defs.c.id)
+                )
+        except sa.exc.IntegrityError as exc:
+            if is_unique_violation(exc):
+                raise Conflict(
+                    f"{data.entity} already has a field {data.key}", code="field_taken"
+                ) from exc
+            raise
+        assert field_id is not None
+        return await self.get(field_id)
+
+    async def get(self, field_id: int) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(custom_field_defs).where(custom_field_defs.c.id == field_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"no custom field {field_id}", code="field_not_found")
+        return _out(row)
+
+    async def list(self, entity: str | None) -> list[dict[str, Any]]:
+        query = sa.select(custom_field_defs).order_by(custom_field_defs.c.id)
+        if entity is not None:
+            query = query.where(custom_field_defs.c.entity == entity)
+        async with self._db.read() as conn:
+            return [_out(row) for row in (await conn.execute(query)).all()]
+
+    async def update(self, field_id: int, data: FieldUpdate) -> dict[str, Any]:
+        for name in ("label", "required", "searchable", "active"):
+            if name in data.model_fields_set and getattr(data, name) is None:
+                raise Invalid(f"{name} cannot be null", code="invalid_request")
+        current = await self.get(field_id)
+        merged = {**current, **{k: getattr(data, k) for k in data.model_fields_set}}
+        if "choices" in data.model_fields_set and current["type"] != "choice":
+            raise Invalid("only choice fields have choices", code="invalid_request")
+        try:
+            checked = FieldCreate.model_validate(
+                {k: merged[k] for k in ("entity", "key", "label", "type", "required", "searchable")}
+                | {"default": merged["default"], "choices": merged["choices"]}
+            )
+        except ValueError as exc:
+            raise Invalid(str(exc).splitlines()[-1], code="invalid_request") from exc
+        async with self._db.write() as conn:
+            await conn.execute(
+                custom_field_defs.update()
+                .where(custom_field_defs.c.id == field_id)
+                .values(
+                    label=checked.label,
+                    required=checked.required,
+                    searchable=checked.searchable,
+                    default_json=None if checked.default is None else json.dumps(checked.default),
+                    choices_json=None if checked.choices is None else json.dumps(checked.choices),
+                    active=merged["active"],
+                    updated_at=to_millis(self._clock.now()),
+                )
+            )
+        return await self.get(field_id)
+
+    async def _exists(self, conn: AsyncConnection, entity: str, entity_id: str) -> None:
+        if entity not in VALUE_ENTITIES:
+            raise Invalid(
+                f"{entity} has no registry yet: its fields can be defined, not filled",
+                code="entity_unsupported",
+            )
+        if entity == "member":
+            found = entity_id.isdigit() and await conn.scalar(
+                sa.select(members.c.id).where(members.c.id == int(entity_id))
+            )
+        else:
+            found = await conn.scalar(
+                sa.select(catalog_products.c.id).where(catalog_products.c.id == entity_id)
+            )
+        if not found:
+            raise NotFound(f"no {entity} {entity_id}", code=f"{entity}_not_found")
+
+    async def values(self, entity: str, entity_id: str) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            await self._exists(conn, entity, entity_id)
+            custom = await read_values(conn, entity, entity_id)
+        return {"entity": entity, "entity_id": entity_id, "custom": custom}
+
+    async def set_values(
+        self, entity: str, entity_id: str, given: Mapping[str, Scalar]
+    ) -> dict[str, Any]:
+        async with self._db.write() as conn:
+            await self._exists(conn, entity, entity_id)
+            await write_values(conn, entity, entity_id, given, creating=False)
+        return await self.values(entity, entity_id)
