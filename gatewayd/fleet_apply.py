@@ -7,12 +7,14 @@ running daemon before it is accepted), back up every file it replaces, write a p
 marker, replace the files atomically, then reload (config and profiles) or re-exec the process
 (plugins, or settings a reload cannot change). The gateway is healthy again when the devices
 that were online are online, MQTT is connected if it was, and central is reachable if it was,
-within ``[fleet] health_deadline``; otherwise the backup is restored and the old state reloaded.
+within ``[fleet] health_deadline`` (``fleet_health.py``); otherwise the backup is restored and
+the old state reloaded.
 
 The marker makes this work across crashes: a process that starts and finds a marker it did not
 expect (the gateway died during the watch) restores the backup before it loads anything.
 Outcomes and command results go to central through a small on-disk spool, so they survive
-restarts and outages.
+restarts and outages. That on-disk state and the recovery at startup are in ``fleet_state.py``;
+``recover_at_startup``, ``reexec`` and ``FleetState`` stay importable from here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -37,6 +38,13 @@ from gatewayd.diagnostics import build_diagnostics
 from gatewayd.errors import ConfigError, GatewayError
 from gatewayd.events import DeviceState
 from gatewayd.fleet import CONFIG_PATH, Bundle, BundleRejected, load_trusted_keys, verify_bundle
+from gatewayd.fleet_health import health_baseline, health_problems
+from gatewayd.fleet_state import FleetState as FleetState
+from gatewayd.fleet_state import fleet_dir as fleet_dir
+from gatewayd.fleet_state import recover_at_startup as recover_at_startup
+from gatewayd.fleet_state import reexec as reexec
+from gatewayd.fleet_state import restore_backup as restore_backup
+from gatewayd.fleet_state import spool_outcome, write_atomic
 
 if TYPE_CHECKING:
     from gatewayd.daemon import Gateway
@@ -48,138 +56,6 @@ WATCH_INTERVAL = 0.25
 SPOOL_RETRY = 2.0
 # Sections a reload applies; any other change needs a restart of the process.
 RELOADABLE = frozenset({"devices", "profiles_dir", "source"})
-
-
-def fleet_dir(settings: Settings) -> Path:
-    return settings.gateway.state_dir / "fleet"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a temp file beside ``path``, fsync it, rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-# -- the on-disk state: last serial, marker, report spool ---------------------------------------
-
-
-@dataclass
-class FleetState:
-    root: Path
-
-    @property
-    def marker_path(self) -> Path:
-        return self.root / "pending.json"
-
-    def last_serial(self) -> int:
-        try:
-            return int((self.root / "serial").read_text().strip())
-        except (OSError, ValueError):
-            return 0
-
-    def save_serial(self, serial: int) -> None:
-        _write_atomic(self.root / "serial", str(serial).encode())
-
-    def marker(self) -> dict[str, Any] | None:
-        try:
-            data: dict[str, Any] = json.loads(self.marker_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data
-
-    def save_marker(self, marker: dict[str, Any]) -> None:
-        _write_atomic(self.marker_path, json.dumps(marker).encode())
-
-    def clear_marker(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.marker_path.unlink()
-
-    def spool(self, path: str, body: dict[str, Any]) -> None:
-        """Queue a report for central; ``FleetAgent.run`` sends it (after a restart too)."""
-        item = json.dumps({"path": path, "body": body}).encode()
-        _write_atomic(self.root / "reports" / f"{time.time_ns()}.json", item)
-
-    def spooled(self) -> list[Path]:
-        directory = self.root / "reports"
-        return sorted(directory.glob("*.json")) if directory.is_dir() else []
-
-
-def restore_backup(marker: dict[str, Any]) -> None:
-    """Put every file the bundle replaced back; delete the files it created."""
-    for entry in reversed(marker["files"]):
-        target = Path(entry["target"])
-        if entry["backup"] is None:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
-        else:
-            _write_atomic(target, Path(entry["backup"]).read_bytes())
-
-
-def recover_at_startup(settings: Settings) -> bool:
-    """Called by ``gatewayd run`` before the daemon is built. Returns True when it restored a
-    backup (the caller then loads the settings again).
-
-    A marker whose restart was expected is the planned restart of a plugin bundle: the watch
-    goes on in this process. Any other marker means the gateway died during a watch: roll back.
-    """
-    state = FleetState(fleet_dir(settings))
-    marker = state.marker()
-    if marker is None:
-        return False
-    if marker.get("restart_expected") and time.time() < marker["deadline"]:
-        marker["restart_expected"] = False
-        state.save_marker(marker)
-        log.info("fleet_resume_watch", serial=marker["serial"])
-        return False
-    restore_backup(marker)
-    state.clear_marker()
-    if marker.get("restart_expected"):
-        reason = "not healthy within the deadline: the planned restart took too long"
-    else:
-        reason = "the gateway restarted before it was healthy again"
-    _spool_outcome(state, settings, marker, "rolled_back", "unhealthy", reason)
-    log.warning("fleet_rolled_back", serial=marker["serial"], reason=reason)
-    return True
-
-
-def _spool_outcome(
-    state: FleetState,
-    settings: Settings,
-    marker: dict[str, Any],
-    status: str,
-    reason: str | None,
-    message: str | None,
-) -> None:
-    bundle_id = marker.get("bundle_id")
-    if bundle_id is None:
-        return
-    state.spool(
-        f"/v1/gateways/{settings.gateway.id}/bundles/{bundle_id}/outcome",
-        {
-            "status": status,
-            "reason": reason,
-            "message": message[:2000] if message else None,
-            "serial": marker.get("serial"),
-        },
-    )
-
-
-def reexec() -> None:
-    """Replace this process with a fresh ``gatewayd`` (same pid, same arguments), so new
-    plugin files and settings load from scratch; works with and without systemd."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "gatewayd", *sys.argv[1:]])
 
 
 # -- validation in a child process ---------------------------------------------------------------
@@ -380,7 +256,7 @@ class FleetAgent:
                     reason=exc.reason,
                     message=exc.message,
                 )
-                _spool_outcome(
+                spool_outcome(
                     self.state, self.settings, marker, "rejected", exc.reason, exc.message
                 )
                 self._spooled.set()
@@ -507,16 +383,6 @@ class FleetAgent:
         if process.returncode != 0:
             raise BundleRejected("invalid_config", output.decode(errors="replace").strip()[-500:])
 
-    def _baseline(self) -> dict[str, Any]:
-        central = self.gateway.central
-        return {
-            "devices": sorted(
-                d for d, drv in self.gateway.devices.items() if drv.state is DeviceState.ONLINE
-            ),
-            "mqtt": self.gateway.mqtt.connected,
-            "central": bool(central and central.central_up),
-        }
-
     def _install(self, bundle_id: int, bundle: Bundle, plan: Plan) -> dict[str, Any]:
         """Back up, write the marker, then replace every file atomically; saves the serial."""
         backup_dir = self.state.root / "backup" / str(bundle.serial)
@@ -537,13 +403,13 @@ class FleetAgent:
             "restart_expected": plan.restart,
             "started": now,
             "deadline": now + self.settings.fleet.health_deadline,
-            "baseline": self._baseline(),
+            "baseline": health_baseline(self.gateway),
             "files": files,
         }
         self.state.save_marker(marker)
         self.state.save_serial(bundle.serial)
         for target, data in plan.writes:
-            _write_atomic(target, data)
+            write_atomic(target, data)
         return marker
 
     async def _restart_profile_users(self, profiles: set[str]) -> None:
@@ -555,42 +421,25 @@ class FleetAgent:
 
     # -- the health watch -----------------------------------------------------------------------
 
-    def _unhealthy(self, baseline: dict[str, Any]) -> list[str]:
-        """What is not (yet) back: empty when the gateway is healthy."""
-        problems = []
-        configured = set(self.gateway._specs)
-        for device_id in baseline["devices"]:
-            if device_id not in configured:
-                continue  # the bundle removed or disabled it
-            driver = self.gateway.devices.get(device_id)
-            if driver is None or driver.state is not DeviceState.ONLINE:
-                problems.append(f"device {device_id} not online")
-        if baseline["mqtt"] and not self.gateway.mqtt.connected:
-            problems.append("MQTT not connected")
-        central = self.gateway.central
-        if baseline["central"] and not (central and central.central_up):
-            problems.append("central not reachable")
-        return problems
-
     def _roll_back_now(self, marker: dict[str, Any], message: str) -> None:
         """Restore the backup (when one was taken) and report ``rolled_back``."""
         if "files" in marker:
             restore_backup(marker)
         self.state.clear_marker()
-        _spool_outcome(self.state, self.settings, marker, "rolled_back", "unhealthy", message)
+        spool_outcome(self.state, self.settings, marker, "rolled_back", "unhealthy", message)
         self._spooled.set()
 
     async def _watch(self, marker: dict[str, Any]) -> None:
         problems: list[str] = []
         while True:
-            problems = self._unhealthy(marker["baseline"])
+            problems = health_problems(self.gateway, marker["baseline"])
             if not problems or time.time() >= marker["deadline"]:
                 break
             await asyncio.sleep(WATCH_INTERVAL)
         if not problems:
             self.state.clear_marker()
             log.info("fleet_bundle_applied", serial=marker["serial"])
-            _spool_outcome(self.state, self.settings, marker, "applied", None, None)
+            spool_outcome(self.state, self.settings, marker, "applied", None, None)
             self._spooled.set()
             return
         message = "not healthy within the deadline: " + "; ".join(problems)

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import unicodedata
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import structlog
 from pydantic import Field, field_validator, model_validator
@@ -32,6 +29,16 @@ from gatewayd.drivers import DeviceSpec, Driver, DriverOptions, RawInput
 from gatewayd.errors import DeviceUnavailable, GatewayError, UnsupportedAction
 from gatewayd.events import IdentifyEvent, Phase, new_event_id
 from gatewayd.hookspecs import hookimpl
+from gatewayd.plugins.escpos_transports import WRITE_TIMEOUT as WRITE_TIMEOUT
+from gatewayd.plugins.escpos_transports import DummyTransport, make_transport
+from gatewayd.plugins.escpos_transports import EscposDeviceTransport as EscposDeviceTransport
+from gatewayd.plugins.escpos_transports import NetworkTransport as NetworkTransport
+from gatewayd.plugins.escpos_transports import Transport as Transport
+from gatewayd.protocols.escpos import DLE_EOT as DLE_EOT
+from gatewayd.protocols.escpos import PAPER_END as PAPER_END
+from gatewayd.protocols.escpos import PAPER_NEAR_END as PAPER_NEAR_END
+from gatewayd.protocols.escpos import PRINTER_OFFLINE, Paper, kv_line, mask_card, paper_state, yuan
+from gatewayd.protocols.escpos import text_width as text_width
 from gatewayd.protocols.tokens import Method
 from gatewayd.sinks import Sink
 
@@ -39,17 +46,10 @@ if TYPE_CHECKING:
     from escpos.printer import Dummy
 
 # python-escpos pulls in Pillow, qrcode and more (~9 MB): it is imported where a printer is
-# actually used, so a gateway without a printer does not carry it.
+# actually used, so a gateway without a printer does not carry it. Status parsing and text
+# layout are in ``protocols/escpos.py``; the transports (the only I/O) in ``escpos_transports``.
 
-T = TypeVar("T")
 log = structlog.get_logger("gatewayd.sinks")
-
-DLE_EOT = b"\x10\x04"
-PRINTER_OFFLINE = 0x08  # DLE EOT 1, bit 3
-PAPER_NEAR_END = 0x0C  # DLE EOT 4, bits 2-3
-PAPER_END = 0x60  # DLE EOT 4, bits 5-6
-WRITE_TIMEOUT = 10.0
-Paper = Literal["ok", "near_end", "out", "unknown"]
 
 
 class PrintJobFailed(GatewayError):
@@ -118,31 +118,6 @@ LABELS = {
     "en": {"title": "MEMBER", "card": "Card", "level": "Level", "points": "Points",
            "balance": "Balance", "yuan": " CNY"},
 }  # fmt: skip
-
-
-def text_width(text: str) -> int:
-    """Columns on the printer: CJK characters take two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def kv_line(label: str, value: str, width: int) -> str:
-    """``label`` left and ``value`` right on one line, or on two when they do not fit."""
-    gap = width - text_width(label) - text_width(value)
-    if gap >= 1:
-        return f"{label}{' ' * gap}{value}"
-    return f"{label}\n{' ' * max(0, width - text_width(value))}{value}"
-
-
-def mask_card(number: str) -> str:
-    """Only the last 4 characters, and never how long the number is."""
-    return "****" + number[-4:] if len(number) > 4 else "****"
-
-
-def yuan(fen: int) -> str:
-    """Fen (integer) as yuan with two decimals, without floats: -1234 -> "-12.34"."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 def _canvas(options: EscposOptions) -> Dummy:
@@ -251,184 +226,6 @@ def render_drawer(params: Mapping[str, Any], options: EscposOptions) -> bytes:
     canvas = Dummy(profile=options.profile)
     canvas.cashdraw([27, 112, 0 if pin == 2 else 1, 25, 250])
     return cast(bytes, canvas.output)
-
-
-def paper_state(status: int) -> Paper:
-    """The paper of a ``DLE EOT 4`` reply."""
-    if status & PAPER_END:
-        return "out"
-    return "near_end" if status & PAPER_NEAR_END else "ok"
-
-
-# -- transports -------------------------------------------------------------------------------
-
-
-class Transport(ABC):
-    """One way to reach the printer. Raises ``DeviceUnavailable`` when it is not reachable."""
-
-    has_status: ClassVar[bool] = True
-
-    @abstractmethod
-    async def open(self) -> None: ...
-
-    @abstractmethod
-    async def write(self, data: bytes) -> None: ...
-
-    async def query(self, n: int) -> int | None:
-        """The reply byte to ``DLE EOT n``, or None when the printer does not answer."""
-        return None
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-
-class NetworkTransport(Transport):
-    """Raw TCP (port 9100), held open between jobs so that status can be asked."""
-
-    def __init__(self, options: EscposOptions) -> None:
-        self.host, self.port = cast(str, options.host), cast(int, options.port or 9100)
-        self.options = options
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> None:
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.options.connect_timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            raise DeviceUnavailable(f"{self.host}:{self.port} not reachable: {exc!r}") from exc
-
-    async def write(self, data: bytes) -> None:
-        if self._writer is None or self._writer.is_closing():
-            raise DeviceUnavailable("not connected")
-        try:
-            self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), WRITE_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
-            raise DeviceUnavailable(f"{self.host}:{self.port} write failed: {exc!r}") from exc
-
-    async def query(self, n: int) -> int | None:
-        await self.write(DLE_EOT + bytes([n]))
-        assert self._reader is not None
-        try:
-            reply = await asyncio.wait_for(self._reader.read(1), self.options.reply_timeout)
-        except TimeoutError:
-            return None
-        except OSError as exc:
-            raise DeviceUnavailable(f"{self.host}:{self.port} read failed: {exc!r}") from exc
-        if not reply:
-            raise DeviceUnavailable(f"{self.host}:{self.port} closed the connection")
-        return reply[0]
-
-    async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-
-
-class EscposDeviceTransport(Transport):
-    """python-escpos's blocking ``Serial``/``Usb`` classes, driven from one dedicated thread."""
-
-    def __init__(self, factory: Callable[[], Any], label: str, serial: bool) -> None:
-        self._factory, self.label, self._serial = factory, label, serial
-        self._printer: Any = None
-        self._executor: ThreadPoolExecutor | None = None
-
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            raise DeviceUnavailable(f"{self.label}: not open")
-        from escpos.exceptions import Error as EscposError
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
-        except (EscposError, OSError, ValueError) as exc:  # SerialException, USBError: OSError
-            raise DeviceUnavailable(f"{self.label}: {exc}") from exc
-
-    def _open_blocking(self) -> Any:
-        printer = self._factory()
-        printer.open()
-        if self._serial:  # DSR/DTR flow control would block a write to a powered-off printer
-            printer.device.write_timeout = WRITE_TIMEOUT
-        return printer
-
-    async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"escpos:{self.label}")
-        try:
-            self._printer = await self._run(self._open_blocking)
-        except DeviceUnavailable:
-            await self.close()
-            raise
-
-    async def write(self, data: bytes) -> None:
-        await self._run(self._printer._raw, data)  # python-escpos's raw-bytes entry point
-
-    def _query_blocking(self, n: int) -> int | None:
-        self._printer._raw(DLE_EOT + bytes([n]))
-        if self._serial:
-            reply = self._printer.device.read(1)  # bounded by the port's timeout
-        else:
-            try:
-                reply = self._printer._read()  # bounded by pyusb's default timeout
-            except OSError:  # usb.core.USBTimeoutError
-                return None
-        return reply[0] if reply else None
-
-    async def query(self, n: int) -> int | None:
-        return await self._run(self._query_blocking, n)
-
-    async def close(self) -> None:
-        printer, self._printer = self._printer, None
-        if printer is not None:
-            with contextlib.suppress(DeviceUnavailable):
-                await self._run(printer.close)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-
-
-class DummyTransport(Transport):
-    """In memory (python-escpos ``Dummy``): always there, never answers status."""
-
-    has_status = False
-
-    def __init__(self) -> None:
-        from escpos.printer import Dummy
-
-        self.printer = Dummy()
-
-    async def open(self) -> None:
-        return None
-
-    async def write(self, data: bytes) -> None:
-        self.printer._raw(data)
-
-    async def close(self) -> None:
-        return None
-
-
-def make_transport(options: EscposOptions) -> Transport:
-    if options.connection == "network":
-        return NetworkTransport(options)
-    from escpos.printer import Serial, Usb
-
-    if options.connection == "serial":
-        device, baud = cast(str, options.port), options.baudrate
-        return EscposDeviceTransport(
-            lambda: Serial(devfile=device, baudrate=baud, timeout=options.reply_timeout),
-            device,
-            serial=True,
-        )
-    if options.connection == "usb":
-        vid, pid = cast(int, options.vendor_id), cast(int, options.product_id)
-        return EscposDeviceTransport(
-            lambda: Usb(vid, pid, timeout=int(WRITE_TIMEOUT * 1000)),
-            f"usb {vid:04x}:{pid:04x}",
-            False,
-        )
-    return DummyTransport()
 
 
 # -- the driver -------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from .reports import Reports
 from .schemas import ID_PATTERN, MAX_ROW_ID
 from .search import MemberSearch
 from .service_plans import ServicePlans
+from .staff_gifts import StaffGifts
 from .web_sessions import LoginThrottle, WebSessions, require_csrf
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,6 +86,7 @@ class Services:
     imports: Importer
     reports: Reports
     portal: Portal
+    staff_gifts: StaffGifts
 
 
 SERVICES = web.AppKey("services", Services)

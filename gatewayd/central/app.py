@@ -69,8 +69,10 @@ from .routes_registry import OPERATIONS as REGISTRY_OPERATIONS
 from .routes_reports import OPERATIONS as REPORT_OPERATIONS
 from .routes_reports import add_report_pages
 from .routes_search import OPERATIONS as SEARCH_OPERATIONS
+from .routes_staff_gifts import OPERATIONS as STAFF_GIFT_OPERATIONS
 from .search import MemberSearch
 from .service_plans import ServicePlans
+from .staff_gifts import StaffGifts
 from .web_sessions import LoginThrottle, WebSessions
 
 log = get_logger(__name__)
@@ -90,6 +92,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     + SEARCH_OPERATIONS
     + REPORT_OPERATIONS
     + PORTAL_OPERATIONS
+    + STAFF_GIFT_OPERATIONS
 )
 OPENAPI_DOC = web.AppKey("openapi_doc", bytes)
 _HTTP_CODES: Final = {
@@ -286,6 +289,7 @@ def build_services(
         member_search=MemberSearch(db, clock),
         imports=Importer(db, clock, id_key),
         reports=Reports(db, clock),
+        staff_gifts=StaffGifts(db, clock),
     )
     subscribe_member_stats(events)  # refunds lower member_stats.spent_fen (issue 8)
     return built

@@ -1,8 +1,10 @@
 """API keys: bearer tokens for gateways (one store each) and for HQ admins.
 
 Keys are 256-bit random strings shown once at creation; central stores their SHA-256 (a slow
-hash buys nothing for a key nobody can guess). Verified keys are cached for a few seconds per
-process, so a revocation takes effect within ``CACHE_SECONDS``.
+hash buys nothing for a key nobody can guess). Verified keys are cached for a minute per
+process, so a revocation takes effect within ``CACHE_SECONDS``. A minute covers a gateway's
+30-second heartbeat, so a fleet's steady traffic never looks a key up again; the cache holds
+every key of a large chain.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from .models import api_keys, gateways
 
 Role = Literal["admin", "gateway"]
 KEY_PREFIXES: Final[dict[str, str]] = {"admin": "cka_", "gateway": "ckg_"}
-CACHE_SECONDS: Final = 10.0
-CACHE_SIZE: Final = 10_000
+CACHE_SECONDS: Final = 60.0
+CACHE_SIZE: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import custom_fields
 from .clock import Clock, iso, to_millis
 from .db import Database
 from .errors import Conflict, NotFound
@@ -324,7 +325,15 @@ class Catalog:
             await self._bump(conn)
             if data.category is not None:
                 await self._require(conn, catalog_categories.c.id, data.category, "category")
+            existed = await conn.scalar(
+                sa.select(catalog_products.c.id).where(catalog_products.c.id == product_id)
+            )
             await self._upsert(conn, catalog_products, catalog_products.c.id, values)
+            # Custom item fields (issue 8), validated as members' are: a new product takes
+            # defaults and must fill required fields; a replaced one changes only those sent.
+            await custom_fields.write_values(
+                conn, "item", product_id, data.custom, creating=existed is None
+            )
         return await self.get_product(product_id)
 
     async def get_product(self, product_id: str) -> dict[str, Any]:
@@ -334,16 +343,19 @@ class Catalog:
                     sa.select(catalog_products).where(catalog_products.c.id == product_id)
                 )
             ).first()
-        if row is None:
-            raise NotFound(f"no product {product_id}", code="product_not_found")
-        return _product_out(row)
+            if row is None:
+                raise NotFound(f"no product {product_id}", code="product_not_found")
+            custom = await custom_fields.read_values(conn, "item", product_id)
+        return {**_product_out(row), "custom": custom}
 
     async def list_products(self, category: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(catalog_products).order_by(catalog_products.c.id)
         if category is not None:
             query = query.where(catalog_products.c.category_id == category)
         async with self._db.read() as conn:
-            return [_product_out(r) for r in await conn.execute(query)]
+            rows = (await conn.execute(query)).all()
+            custom = await custom_fields.read_many(conn, "item", [str(r.id) for r in rows])
+        return [{**_product_out(r), "custom": custom[r.id]} for r in rows]
 
     async def put_level(self, level: str, data: LevelIn) -> dict[str, Any]:
         values: dict[str, Any] = {

@@ -228,7 +228,7 @@ class ConsumptionCodes:
                 store=store,
                 account="stored_value",
                 amount=-debit,
-                kind="code_debit",
+                kind="debit",
                 now=now,
                 ref=f"consumption_code:{code_id}",
             )

@@ -9,6 +9,8 @@ searchable fields are index-backed on both backends.
 Rules: on create, a missing field takes its default; a required field without value or
 default is refused. On update only the fields sent change; ``null`` clears an optional
 field and is refused for a required one. Unknown keys are refused (a typo must not vanish).
+Member fields flagged ``member_editable`` may also be changed by the member in the portal
+(``portal.py``, through the same validation); the others are shown there read-only.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import sqlalchemy as sa
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .clock import Clock, iso, to_millis
@@ -30,7 +32,8 @@ from .errors import Conflict, Invalid, NotFound
 from .models import members
 from .models_catalog import catalog_products
 from .models_members_ext import custom_field_defs, custom_values
-from .schemas import Body, Out
+from .models_staff_gifts import gifts, staff
+from .schemas import MAX_ROW_ID, Body, Out
 
 Entity = Literal["member", "item", "staff", "gift"]
 FieldType = Literal["text", "number", "choice", "date", "boolean"]
@@ -39,8 +42,11 @@ Scalar = str | int | float | bool | None
 MAX_TEXT: Final = 500
 MAX_CHOICES: Final = 200
 MAX_FIELDS_PER_ENTITY: Final = 200
-# Entities whose values can be written today (staff and gifts have no registry yet).
-VALUE_ENTITIES: Final = ("member", "item")
+# Entities whose values can be written (each has its registry: members, catalog products,
+# staff and gifts).
+VALUE_ENTITIES: Final = ("member", "item", "staff", "gift")
+READ_BATCH: Final = 500  # ids per IN (...) when reading many entities' values
+K = TypeVar("K", int, str)
 
 
 class FieldCreate(Body):
@@ -54,11 +60,16 @@ class FieldCreate(Body):
     choices: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]] | None = Field(
         default=None, max_length=MAX_CHOICES, description="choice fields only"
     )
+    member_editable: bool = Field(
+        default=False, description="member fields only: members may change it in the portal"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldCreate:
         if (self.type == "choice") != (self.choices is not None):
             raise ValueError("choices are required for, and only for, choice fields")
+        if self.member_editable and self.entity != "member":
+            raise ValueError("only member fields can be member_editable")
         if self.choices is not None and len(set(self.choices)) != len(self.choices):
             raise ValueError("choices must be distinct")
         if self.default is not None:
@@ -77,6 +88,7 @@ class FieldCreate(Body):
             default=self.default,
             choices=tuple(self.choices or ()),
             active=True,
+            member_editable=self.member_editable,
         )
 
 
@@ -86,6 +98,7 @@ class FieldUpdate(Body):
     label: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     required: bool | None = None
     searchable: bool | None = None
+    member_editable: bool | None = None
     default: Scalar = None
     choices: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]] | None = Field(
         default=None, max_length=MAX_CHOICES
@@ -104,6 +117,7 @@ class FieldOut(Out):
     default: Scalar
     choices: list[str] | None
     active: bool
+    member_editable: bool
     created_at: str
     updated_at: str
 
@@ -136,6 +150,7 @@ class Definition:
     default: Scalar
     choices: tuple[str, ...]
     active: bool
+    member_editable: bool = False
 
 
 def _definition(row: Any) -> Definition:
@@ -150,6 +165,7 @@ def _definition(row: Any) -> Definition:
         default=json.loads(row.default_json) if row.default_json is not None else None,
         choices=tuple(json.loads(row.choices_json)) if row.choices_json else (),
         active=row.active,
+        member_editable=row.member_editable,
     )
 
 
@@ -320,28 +336,32 @@ async def read_values(
 async def read_many(
     conn: AsyncConnection,
     entity: str,
-    entity_ids: list[int],
+    entity_ids: Sequence[K],
     defs: Mapping[str, Definition] | None = None,
-) -> dict[int, dict[str, Scalar]]:
-    """Values of many members at once (one query, for search results and exports)."""
+) -> dict[K, dict[str, Scalar]]:
+    """Values of many entities at once, keyed by the ids as given (int member ids, str
+    product ids); one query per ``READ_BATCH`` ids, for lists, search results and exports."""
     if defs is None:
         defs = await definitions(conn, entity)
-    out: dict[int, dict[str, Scalar]] = {i: {k: None for k in defs} for i in entity_ids}
+    out: dict[K, dict[str, Scalar]] = {i: {k: None for k in defs} for i in entity_ids}
     if not defs or not entity_ids:
         return out
     by_id = {field.id: field for field in defs.values()}
-    rows = (
-        await conn.execute(
-            sa.select(custom_values).where(
-                custom_values.c.entity == entity,
-                custom_values.c.entity_id.in_([str(i) for i in entity_ids]),
+    by_text = {str(i): i for i in entity_ids}
+    texts = list(by_text)
+    for start in range(0, len(texts), READ_BATCH):
+        rows = (
+            await conn.execute(
+                sa.select(custom_values).where(
+                    custom_values.c.entity == entity,
+                    custom_values.c.entity_id.in_(texts[start : start + READ_BATCH]),
+                )
             )
-        )
-    ).all()
-    for row in rows:
-        field = by_id.get(row.field_id)
-        if field is not None:
-            out[int(row.entity_id)][field.key] = _value(field, row)
+        ).all()
+        for row in rows:
+            field = by_id.get(row.field_id)
+            if field is not None:
+                out[by_text[row.entity_id]][field.key] = _value(field, row)
     return out
 
 
@@ -358,6 +378,7 @@ def _out(row: Any) -> dict[str, Any]:
         "default": field.default,
         "choices": list(field.choices) if field.type == "choice" else None,
         "active": field.active,
+        "member_editable": field.member_editable,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
@@ -393,6 +414,7 @@ class CustomFields:
                         default_json=None if data.default is None else json.dumps(data.default),
                         choices_json=None if data.choices is None else json.dumps(data.choices),
                         active=True,
+                        member_editable=data.member_editable,
                         created_at=now,
                         updated_at=now,
                     )
@@ -426,7 +448,7 @@ class CustomFields:
             return [_out(row) for row in (await conn.execute(query)).all()]
 
     async def update(self, field_id: int, data: FieldUpdate) -> dict[str, Any]:
-        for name in ("label", "required", "searchable", "active"):
+        for name in ("label", "required", "searchable", "active", "member_editable"):
             if name in data.model_fields_set and getattr(data, name) is None:
                 raise Invalid(f"{name} cannot be null", code="invalid_request")
         current = await self.get(field_id)
@@ -436,10 +458,11 @@ class CustomFields:
         try:
             checked = FieldCreate.model_validate(
                 {k: merged[k] for k in ("entity", "key", "label", "type", "required", "searchable")}
-                | {"default": merged["default"], "choices": merged["choices"]}
+                | {k: merged[k] for k in ("default", "choices", "member_editable")}
             )
-        except ValueError as exc:
-            raise Invalid(str(exc).splitlines()[-1], code="invalid_request") from exc
+        except ValidationError as exc:
+            reasons = "; ".join(e["msg"] for e in exc.errors(include_url=False))
+            raise Invalid(reasons[:500], code="invalid_request") from exc
         async with self._db.write() as conn:
             await conn.execute(
                 custom_field_defs.update()
@@ -451,6 +474,7 @@ class CustomFields:
                     default_json=None if checked.default is None else json.dumps(checked.default),
                     choices_json=None if checked.choices is None else json.dumps(checked.choices),
                     active=merged["active"],
+                    member_editable=checked.member_editable,
                     updated_at=to_millis(self._clock.now()),
                 )
             )
@@ -462,13 +486,16 @@ class CustomFields:
                 f"{entity} has no registry yet: its fields can be defined, not filled",
                 code="entity_unsupported",
             )
-        if entity == "member":
-            found = entity_id.isdigit() and await conn.scalar(
-                sa.select(members.c.id).where(members.c.id == int(entity_id))
-            )
-        else:
+        if entity == "item":
             found = await conn.scalar(
                 sa.select(catalog_products.c.id).where(catalog_products.c.id == entity_id)
+            )
+        else:  # integer row ids (an id beyond any row id cannot exist)
+            table = {"member": members, "staff": staff, "gift": gifts}[entity]
+            found = (
+                entity_id.isdigit()
+                and int(entity_id) <= MAX_ROW_ID
+                and await conn.scalar(sa.select(table.c.id).where(table.c.id == int(entity_id)))
             )
         if not found:
             raise NotFound(f"no {entity} {entity_id}", code=f"{entity}_not_found")

@@ -1,4 +1,4 @@
-"""The programme's ledger: append-only entries, cached balances, idempotent requests.
+"""The programme's ledger: append-only entries, cached balances, and their verification.
 
 Every change to points, stored value, cumulative earned points, count-card uses or
 time-card minutes is one ``ledger_entries`` row plus one conditional UPDATE of the cached
@@ -8,37 +8,34 @@ database: on PostgreSQL the UPDATE takes the row lock and re-checks its conditio
 waiting for a concurrent writer; on SQLite the write transaction is ``BEGIN IMMEDIATE``, so
 writers run one after another. Corrections are new (reversing) entries, never edits.
 
-Requests that write carry a client ``request_id`` (unique per store). ``claim`` records it
-in the same transaction as the work; a retry finds the stored answer and gets it back byte
-for byte, a different body under the same id is a 409. A request that fails leaves nothing
-behind, so it can be retried with the same id.
+Requests that write carry a client ``request_id`` (unique per store): that machinery is in
+``idempotency.py``, and who may spend stored value in ``spend_auth.py``. Their names stay
+importable from here (``ledger.run_idempotent``, ``ledger.Replay``, ``ledger.SpendAuthorizer``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gatewayd.protocols.tokens import mask
-
-from .codes import check_consumption_code, keyed_hash
 from .db import Database
-from .errors import Conflict, Expired, Forbidden, NotFound
-from .logs import get_logger
-from .models import consumption_codes, members
-from .models_programme import ledger_entries, member_passes, member_programme, programme_requests
+from .errors import Conflict, NotFound
+from .idempotency import Replay as Replay
+from .idempotency import Work as Work
+from .idempotency import answer as answer
+from .idempotency import body_hash as body_hash
+from .idempotency import claim as claim
+from .idempotency import run_idempotent as run_idempotent
+from .idempotency import stored_answer as stored_answer
+from .models import members
+from .models_programme import ledger_entries, member_passes, member_programme
+from .spend_auth import SpendAuth as SpendAuth
+from .spend_auth import SpendAuthorizer as SpendAuthorizer
 
-if TYPE_CHECKING:
-    from .members import MemberService
-
-log = get_logger(__name__)
 Account = Literal["points", "stored_value", "earned", "count_card", "time_card"]
 ACCOUNTS: Final[tuple[Account, ...]] = (
     "points",
@@ -226,216 +223,6 @@ async def balances(conn: AsyncConnection, member_id: int) -> dict[str, int]:
         "balance_fen": row.balance_fen,
         "earned_points": row.earned_points or 0,
     }
-
-
-# --- who may spend stored value ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SpendAuth:
-    """The outcome of the password check done before the transaction (argon2 is slow)."""
-
-    password_ok: bool = False
-
-
-class SpendAuthorizer:
-    """Stored value leaves a member's account only with their password or a valid
-    consumption code (which is used up in the same transaction as the debit)."""
-
-    def __init__(self, members: MemberService, code_key: bytes) -> None:
-        self._members = members
-        self._code_key = code_key
-
-    async def check_password(self, member_id: int | None, payment: Any) -> SpendAuth:
-        if member_id is None or payment.password is None:
-            return SpendAuth()
-        return SpendAuth(
-            password_ok=await self._members.check_password(member_id, payment.password)
-        )
-
-    async def authorize(
-        self,
-        conn: AsyncConnection,
-        member_id: int,
-        payment: Any,
-        auth: SpendAuth,
-        where: Any,
-        amount: int,
-        now: int,
-    ) -> None:
-        """Raise unless the payment carries the right password or a usable code."""
-        if payment.consumption_code is not None:
-            await self.use_code(conn, member_id, payment.consumption_code, where, amount, now)
-        elif payment.password is not None:
-            if not auth.password_ok:
-                raise Forbidden("wrong member password", code="wrong_password")
-        else:
-            raise Forbidden(
-                "stored value needs the member's password or a consumption code",
-                code="stored_value_auth_required",
-            )
-
-    async def use_code(
-        self, conn: AsyncConnection, member_id: int, code: str, where: Any, amount: int, now: int
-    ) -> None:
-        """Use the code up in ``conn``: one conditional UPDATE decides concurrent uses."""
-        digest = keyed_hash(self._code_key, check_consumption_code(code))
-        won = await conn.scalar(
-            consumption_codes.update()
-            .where(
-                consumption_codes.c.code_hash == digest,
-                consumption_codes.c.member_id == member_id,
-                consumption_codes.c.used_at.is_(None),
-                consumption_codes.c.expires_at > now,
-            )
-            .values(
-                used_at=now,
-                used_store=where.store,
-                used_terminal=where.terminal,
-                debited_fen=amount,
-            )
-            .returning(consumption_codes.c.id)
-        )
-        if won is not None:
-            log.info("consumption_code_used", member_id=member_id, code=mask(code))
-            return
-        row = (
-            await conn.execute(
-                sa.select(consumption_codes).where(consumption_codes.c.code_hash == digest)
-            )
-        ).first()
-        if row is None or row.member_id != member_id:
-            raise NotFound("unknown consumption code for this member", code="code_not_found")
-        if row.used_at is not None:
-            raise Conflict("consumption code already used", code="code_used")
-        raise Expired("consumption code expired", code="code_expired")
-
-
-# --- idempotent requests ---------------------------------------------------------------------
-
-
-def body_hash(body: Mapping[str, Any]) -> str:
-    """A stable hash of a request body (keys sorted; secrets are hashed along, never stored)."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """The first answer to a request_id: its status and exact body."""
-
-    status: int
-    body: str
-
-
-async def claim(
-    conn: AsyncConnection, *, store: str, request_id: str, operation: str, digest: str, now: int
-) -> Replay | None:
-    """Take ``(store, request_id)`` for this transaction, or find who already has.
-
-    Returns None when the id is new (the caller then does the work and calls ``answer``);
-    else the stored answer. A concurrent transaction holding the same id makes this wait
-    (the unique index) until it commits or rolls back.
-    """
-    inserted = await conn.scalar(
-        _upsert(conn)(programme_requests)
-        .values(
-            store_id=store,
-            request_id=request_id,
-            operation=operation,
-            body_hash=digest,
-            status=0,
-            response="",
-            created_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(programme_requests.c.id)
-    )
-    if inserted is not None:
-        return None
-    row = (
-        await conn.execute(
-            sa.select(programme_requests).where(
-                programme_requests.c.store_id == store,
-                programme_requests.c.request_id == request_id,
-            )
-        )
-    ).one()
-    if row.operation != operation or row.body_hash != digest:
-        raise Conflict(
-            f"request_id {request_id!r} was already used for a different request",
-            code="request_id_reused",
-        )
-    return Replay(status=row.status, body=row.response)
-
-
-async def stored_answer(
-    db: Database, *, store: str, request_id: str, operation: str, digest: str
-) -> Replay | None:
-    """The committed answer to a request_id, if any (a cheap check before costly work)."""
-    async with db.read() as conn:
-        row = (
-            await conn.execute(
-                sa.select(programme_requests).where(
-                    programme_requests.c.store_id == store,
-                    programme_requests.c.request_id == request_id,
-                )
-            )
-        ).first()
-    if row is None:
-        return None
-    if row.operation != operation or row.body_hash != digest:
-        raise Conflict(
-            f"request_id {request_id!r} was already used for a different request",
-            code="request_id_reused",
-        )
-    return Replay(status=row.status, body=row.response)
-
-
-async def answer(
-    conn: AsyncConnection, *, store: str, request_id: str, status: int, body: str
-) -> None:
-    """Store the answer to a claimed request (same transaction as the work)."""
-    await conn.execute(
-        programme_requests.update()
-        .where(
-            programme_requests.c.store_id == store,
-            programme_requests.c.request_id == request_id,
-        )
-        .values(status=status, response=body)
-    )
-
-
-Work = Callable[[AsyncConnection], Awaitable[tuple[int, Any]]]
-
-
-async def run_idempotent(
-    db: Database,
-    *,
-    store: str,
-    request_id: str,
-    operation: str,
-    body: Mapping[str, Any],
-    now: int,
-    work: Work,
-) -> Replay:
-    """Do ``work`` once per ``(store, request_id)`` in one write transaction.
-
-    ``work`` returns (status, JSON-able answer); the answer is serialised once, stored with
-    the request and returned, so a retry gets the identical bytes. If ``work`` raises,
-    nothing is stored and the same request_id may be tried again.
-    """
-    digest = body_hash(body)
-    async with db.write() as conn:
-        replay = await claim(
-            conn, store=store, request_id=request_id, operation=operation, digest=digest, now=now
-        )
-        if replay is not None:
-            return replay
-        status, result = await work(conn)
-        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
-        await answer(conn, store=store, request_id=request_id, status=status, body=text)
-    return Replay(status=status, body=text)
 
 
 # --- verification and settlement -------------------------------------------------------------

@@ -62,6 +62,8 @@ custom_field_defs = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Members may change their own value in the portal (member fields only; migration 0010).
+    sa.Column("member_editable", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("entity", "key"),
 )
 

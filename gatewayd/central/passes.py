@@ -7,14 +7,14 @@ holds prepaid minutes; both may expire ``valid_days`` after purchase. The pass's
 (``orders.py``); time is spent by sessions: started and stopped at a terminal, billed per
 started ``step_minutes`` from the pass's minutes and, for what they do not cover, from
 stored value at ``step_fen`` per step. At expiry the scheduler posts the remainder away.
+The request and response bodies are in ``schemas_passes.py`` (importable from here too).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final
 
 import sqlalchemy as sa
-from pydantic import Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import ledger
@@ -25,108 +25,22 @@ from .logs import get_logger
 from .member_events import MemberEvent, MemberEvents
 from .models import members
 from .models_programme import member_passes, pass_products, time_sessions
-from .schemas import Body, EntityId, Fen, Name, Out, RowId
+from .schemas_passes import PassList as PassList
+from .schemas_passes import PassOut as PassOut
+from .schemas_passes import PassProductIn as PassProductIn
+from .schemas_passes import PassProductList as PassProductList
+from .schemas_passes import PassProductOut as PassProductOut
+from .schemas_passes import PassSale as PassSale
+from .schemas_passes import RequestId as RequestId
+from .schemas_passes import Secret as Secret
+from .schemas_passes import SessionOut as SessionOut
+from .schemas_passes import SessionStart as SessionStart
+from .schemas_passes import SessionStop as SessionStop
+from .schemas_passes import StoredValueAuth as StoredValueAuth
 
 log = get_logger(__name__)
 DAY_MS: Final = 86_400_000
 MINUTE_MS: Final = 60_000
-RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-Secret = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class PassProductIn(Body):
-    name: Name
-    kind: Literal["count", "time"]
-    quantity: Annotated[int, Field(ge=0, le=1_000_000, description="uses, or minutes")]
-    price_fen: Fen
-    valid_days: Annotated[int, Field(ge=1, le=36_500)] | None = None
-    step_minutes: Annotated[int, Field(ge=1, le=1440)] = 1
-    step_fen: Fen = 0
-
-    @model_validator(mode="after")
-    def _count_cards_have_uses(self) -> PassProductIn:
-        if self.kind == "count" and self.quantity < 1:
-            raise ValueError("a count card needs at least one use")
-        return self
-
-
-class PassProductOut(Out):
-    id: int
-    name: str
-    kind: str
-    quantity: int
-    price_fen: int
-    valid_days: int | None
-    step_minutes: int
-    step_fen: int
-    active: bool
-    created_at: str
-
-
-class PassProductList(Out):
-    items: list[PassProductOut]
-
-
-class StoredValueAuth(Body):
-    """Only when stored value pays: the member's password or a consumption code."""
-
-    password: Secret | None = None
-    consumption_code: Annotated[str, Field(min_length=1, max_length=40)] | None = None
-
-
-class PassSale(StoredValueAuth):
-    request_id: RequestId
-    store: EntityId
-    terminal: EntityId
-    member: RowId
-    product: RowId
-    method: Literal["cash", "wechat", "alipay", "stored_value"]
-
-
-class PassOut(Out):
-    id: int
-    member_id: int
-    product_id: int
-    kind: str
-    remaining: int
-    expires_at: str | None
-    expired: bool
-    store: str
-    created_at: str
-
-
-class PassList(Out):
-    items: list[PassOut]
-
-
-class SessionStart(Body):
-    request_id: RequestId
-    store: EntityId
-    terminal: EntityId
-    member: RowId
-    product: RowId = Field(description="the time-card product whose step and rate apply")
-    pass_id: RowId | None = Field(default=None, description="the time card to draw minutes from")
-
-
-class SessionStop(StoredValueAuth):
-    request_id: RequestId
-    store: EntityId
-    terminal: EntityId
-
-
-class SessionOut(Out):
-    id: int
-    member_id: int
-    product_id: int
-    pass_id: int | None
-    store: str
-    terminal: str
-    started_at: str
-    stopped_at: str | None
-    billed_minutes: int | None
-    pass_minutes: int | None
-    charged_fen: int | None
-    balance_fen: int | None = None
 
 
 def _product(row: Any) -> dict[str, Any]:

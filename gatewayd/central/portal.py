@@ -32,7 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gatewayd.protocols.checks import luhn_valid
 from gatewayd.protocols.tokens import mask
 
-from . import ledger
+from . import custom_fields, ledger
 from .clock import Clock, iso, to_millis
 from .codes import ConsumptionCodes, IssuedCode, keyed_hash
 from .config import CentralSettings
@@ -222,6 +222,7 @@ class Portal:
         member = await self._members.get(member_id)
         async with self._db.read() as conn:
             balances = await ledger.balances(conn, member_id)
+            defs = await custom_fields.definitions(conn, "member")
         main = next((c for c in member["cards"] if c["main"] and c["active"]), None)
         return {
             "id": member_id,
@@ -236,6 +237,18 @@ class Portal:
             "balance_fen": balances["balance_fen"],
             "earned_points": balances["earned_points"],
             "card_number": main["number"] if main else None,
+            "custom_fields": [
+                {
+                    "key": key,
+                    "label": field.label,
+                    "type": field.type,
+                    "required": field.required,
+                    "choices": list(field.choices) if field.type == "choice" else None,
+                    "editable": field.member_editable,
+                    "value": member["custom"].get(key),
+                }
+                for key, field in defs.items()
+            ],
         }
 
     async def ledger(self, member_id: int, limit: int) -> list[dict[str, Any]]:
@@ -315,7 +328,23 @@ class Portal:
     # --- changing --------------------------------------------------------------------------
 
     async def update_profile(self, member_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        """Change the safe fields only (the caller's body model allows nothing else)."""
+        """Change the safe fields only (the caller's body model allows nothing else).
+
+        Custom fields: only those HQ marked ``member_editable`` (422 ``custom_field_read_only``
+        for another); their values are then validated by ``MemberService.update`` exactly
+        as an admin's would be.
+        """
+        if fields.get("custom"):
+            async with self._db.read() as conn:
+                defs = await custom_fields.definitions(conn, "member")
+            read_only = sorted(
+                k for k in fields["custom"] if k in defs and not defs[k].member_editable
+            )
+            if read_only:
+                raise Invalid(
+                    f"not yours to change: {', '.join(read_only)[:200]}",
+                    code="custom_field_read_only",
+                )
         if fields:
             await self._members.update(member_id, MemberUpdate.model_validate(fields))
             log.info("portal_profile_changed", member_id=member_id, fields=sorted(fields))

@@ -17,6 +17,8 @@ The arithmetic (see docs/programme-pricing.md for the whole contract):
   to the fen; points = floor(price in yuan × points factor) (one point per yuan before
   factors), walk-ins earn none; totals are the sums of the lines;
 * whole-order ranges are tested against the list total before any discount (members only).
+
+The request and response models (the contract) are in ``schemas_pricing.py``.
 """
 
 from __future__ import annotations
@@ -26,103 +28,31 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, localcontext
-from typing import TYPE_CHECKING, Annotated, Final, Literal
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from .errors import Invalid
-from .schemas import MAX_FEN, MAX_ROW_ID, EntityId
+from .schemas import MAX_FEN
+from .schemas_pricing import MAX_LINES as MAX_LINES
+from .schemas_pricing import ONE as ONE
+from .schemas_pricing import AppliedFactor as AppliedFactor
+from .schemas_pricing import EpochMillis as EpochMillis
+from .schemas_pricing import FactorKind as FactorKind
+from .schemas_pricing import LineQuote as LineQuote
+from .schemas_pricing import Quantity as Quantity
+from .schemas_pricing import Quote as Quote
+from .schemas_pricing import QuoteLine as QuoteLine
+from .schemas_pricing import QuoteRequest as QuoteRequest
+from .schemas_pricing import StrictFen as StrictFen
 
 if TYPE_CHECKING:
     from .catalog import Catalog
     from .registry import Registry
 
-MAX_LINES: Final = 500
-ONE: Final = Decimal(1)
 _FEN = Decimal(1)
 _MATH = Context(prec=80)  # exact for every product of bounded factors we allow
-
-FactorKind = Literal[
-    "level", "product", "category", "birthday", "store", "time_slot", "order_amount"
-]
 BIRTHDAY_PRIORITY: Final = {"day": 3, "week": 2, "month": 1}
 SLOT_PRIORITY: Final = {"date": 4, "yearly": 3, "monthly": 2, "weekly": 1}
-StrictFen = Annotated[int, Field(strict=True, ge=0, le=MAX_FEN, description="integer fen")]
-Quantity = Annotated[
-    Decimal, Field(gt=0, le=1_000_000, decimal_places=3, description="e.g. 1.5 (kg)")
-]
-EpochMillis = Annotated[int, Field(strict=True, ge=0, le=253_402_300_799_000)]
-
-
-# --- the contract (POS and the order commit call these) -----------------------------------
-
-
-class QuoteLine(BaseModel):
-    """One line of an order: a catalog product and a quantity, optionally another price."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    product: EntityId | None = None
-    quantity: Quantity = ONE
-    unit_price_fen: StrictFen | None = Field(
-        default=None, description="overrides the catalog price of one unit"
-    )
-
-
-class QuoteRequest(BaseModel):
-    """Price an order: product lines, or a quick spend by amount only (exactly one)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    store: EntityId
-    terminal: EntityId | None = None
-    member: Annotated[int, Field(strict=True, ge=1, le=MAX_ROW_ID)] | None = None
-    lines: Annotated[list[QuoteLine], Field(max_length=MAX_LINES)] = []
-    amount_fen: StrictFen | None = Field(default=None, description="quick spend: amount only")
-    at_ms: EpochMillis | None = Field(default=None, description="price at this instant")
-
-    @model_validator(mode="after")
-    def _one_kind_of_spend(self) -> QuoteRequest:
-        if (self.amount_fen is None) == (not self.lines):
-            raise ValueError("send either lines (product spend) or amount_fen (quick spend)")
-        if any(line.product is None for line in self.lines):
-            raise ValueError("every line needs a product (quick spend uses amount_fen)")
-        return self
-
-
-class AppliedFactor(BaseModel):
-    """One rule that applied, and why, so a cashier can explain the price."""
-
-    kind: FactorKind
-    rule_id: int | None = Field(description="None for a level's own factors")
-    discount: Decimal = Field(description="price multiplier: 0.9 = 10 % off, 1 = none")
-    points: Decimal = Field(description="points multiplier: 2 = double points")
-    reason: str
-
-
-class LineQuote(BaseModel):
-    product: str | None
-    name: str | None
-    quantity: Decimal
-    list_fen: int = Field(description="unit price × quantity, before discounts")
-    price_fen: int = Field(description="after discounts: what is charged")
-    points: int = Field(description="points this line earns (0 for walk-ins)")
-    discount_factor: Decimal
-    points_factor: Decimal
-    factors: list[AppliedFactor]
-
-
-class Quote(BaseModel):
-    store: str
-    member: int | None
-    level: str | None
-    at_ms: int = Field(description="the instant priced (epoch ms)")
-    lines: list[LineQuote]
-    list_fen: int
-    total_fen: int
-    points: int
-    order_factors: list[AppliedFactor]
 
 
 # --- the facts the engine works on ---------------------------------------------------------

@@ -213,6 +213,11 @@ OPERATIONS = (
         path=PRODUCT,
         handler=put_product,
         summary="Create or replace a product (admin); active false stops it being sold",
+        description=(
+            "custom: the item's custom fields (see /v1/custom-fields), validated as a "
+            "member's. Creating applies defaults and needs required fields (422 "
+            "custom_field_required); replacing changes only the custom values sent."
+        ),
         tag="catalog",
         request=ProductIn,
         response=ProductOut,

@@ -65,6 +65,22 @@ class PortalProfile(Body):
     birthday: IsoDate | None = None
     address: Annotated[str, Field(max_length=500)] | None = None
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    custom: dict[str, str | int | float | bool | None] | None = Field(
+        default=None,
+        description="member-editable custom fields by key (null clears); others: 422",
+    )
+
+
+class PortalCustomField(Out):
+    """One of the chain's member fields, as the profile page shows it."""
+
+    key: str
+    label: str
+    type: str = Field(description="text, number, choice, date or boolean")
+    required: bool
+    choices: list[str] | None = Field(description="choice fields only")
+    editable: bool = Field(description="the member may change it (else shown read-only)")
+    value: str | int | float | bool | None
 
 
 class PortalMe(Out):
@@ -80,6 +96,9 @@ class PortalMe(Out):
     balance_fen: int
     earned_points: int
     card_number: str | None = Field(description="the main card's number")
+    custom_fields: list[PortalCustomField] = Field(
+        default_factory=list, description="the chain's custom member fields and their values"
+    )
 
 
 class PasswordChange(Body):
@@ -393,7 +412,10 @@ OPERATIONS = (
         method="PATCH",
         path=API + "/profile",
         handler=update_profile,
-        summary="Change name, gender, birthday, address or email (null clears, but name)",
+        summary=(
+            "Change name, gender, birthday, address, email or member-editable custom fields "
+            "(null clears, but name)"
+        ),
         request=PortalProfile,
         response=PortalMe,
         **_MEMBER,

@@ -94,6 +94,13 @@ class ProductIn(Body):
     price_fen: Fen = Field(description="list price of one unit")
     unit: Unit = "piece"
     active: bool = True
+    custom: dict[str, str | int | float | bool | None] | None = Field(
+        default=None,
+        description=(
+            "custom item fields by key (see /v1/custom-fields); a new product takes the "
+            "defaults of those left out, a replaced one changes only those sent (null clears)"
+        ),
+    )
 
 
 class ProductOut(Out):
@@ -104,6 +111,7 @@ class ProductOut(Out):
     unit: str
     active: bool
     updated_at: str
+    custom: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
 class ProductList(Out):

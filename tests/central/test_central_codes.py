@@ -86,7 +86,7 @@ async def test_redeem_once_then_replay_is_409(central: Any) -> None:
     assert (status, body["error"]["code"]) == (409, "code_used")
     # The debit is a ledger entry of the redeeming store, so the ledger still adds up.
     entries = await central.ok("GET", f"/v1/members/{member['id']}/ledger")
-    debits = [e for e in entries["entries"] if e["kind"] == "code_debit"]
+    debits = [e for e in entries["entries"] if e["kind"] == "debit"]
     assert [(e["amount"], e["store"], e["balance_after"]) for e in debits] == [
         (-1250, "store-1", 3750)
     ]

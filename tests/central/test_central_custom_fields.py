@@ -160,8 +160,36 @@ async def test_item_values_need_the_item_and_an_admin(central: Any) -> None:
         "PATCH", "/v1/custom-values/item/rye", "gw-1", {"custom": {"allergen": "nuts"}}
     )
     assert status == 403
-    status, body, _ = await central.call("PATCH", "/v1/custom-values/staff/s1", json={"custom": {}})
-    assert (status, body["error"]["code"]) == (422, "entity_unsupported")
+    # Staff and gifts have registries now (test_central_staff_gifts.py): ids are row numbers.
+    for path in ("/v1/custom-values/staff/s1", "/v1/custom-values/gift/99999999999999"):
+        status, body, _ = await central.call("PATCH", path, json={"custom": {}})
+        assert status == 404, body
+
+
+async def test_member_editable_flag_defaults_off_and_is_changed_by_hq(central: Any) -> None:
+    plain = await define(central, key="nickname", type="text")
+    assert plain["member_editable"] is False
+    field = await define(central, key="diet", type="choice", choices=["veg"], member_editable=True)
+    assert field["member_editable"] is True
+    changed = await central.ok(
+        "PATCH", f"/v1/custom-fields/{plain['id']}", json={"member_editable": True}
+    )
+    assert changed["member_editable"] is True and changed["label"] == "Nickname"
+    status, _, _ = await central.call(
+        "PATCH", f"/v1/custom-fields/{plain['id']}", json={"member_editable": None}
+    )
+    assert status == 422
+    status, _, _ = await central.call(
+        "PATCH", f"/v1/custom-fields/{plain['id']}", "gw-1", {"member_editable": False}
+    )
+    assert status == 403
+    listed = await central.ok("GET", "/v1/custom-fields?entity=member")
+    assert [f["member_editable"] for f in listed["items"]] == [True, True]
+    item = await define(central, entity="item", key="origin", type="text")
+    status, body, _ = await central.call(
+        "PATCH", f"/v1/custom-fields/{item['id']}", json={"member_editable": True}
+    )
+    assert status == 422 and "member fields" in body["error"]["message"]
 
 
 NUMBER = Definition(

@@ -339,6 +339,93 @@ async def test_profile_edit_changes_only_safe_fields(portal: Central, browsers: 
     assert (stored["level"], stored["points"]) == ("default", 7)
 
 
+async def member_custom_fields(central: Central) -> None:
+    """HQ's member fields: two the member may edit, one only the store may set."""
+    fields: list[dict[str, Any]] = [
+        {"key": "shoe_size", "label": "鞋码", "type": "number", "member_editable": True},
+        {
+            "key": "diet",
+            "label": "饮食",
+            "type": "choice",
+            "choices": ["none", "vegetarian", "halal"],
+            "required": True,
+            "default": "none",
+            "member_editable": True,
+        },
+        {"key": "vip_tier", "label": "VIP", "type": "text"},
+    ]
+    for field in fields:
+        await central.ok("POST", "/v1/custom-fields", json={"entity": "member", **field})
+
+
+async def test_profile_shows_custom_fields_and_saves_only_member_editable_ones(
+    portal: Central, browsers: Any
+) -> None:
+    await member_custom_fields(portal)
+    member = await new_member(portal, "13800138025", custom={"vip_tier": "gold"})
+    client = browsers()
+    await client.login("13800138025")
+    me = await client.ok("GET", "/portal/api/me")
+    assert me["custom_fields"] == [
+        {
+            "key": "shoe_size",
+            "label": "鞋码",
+            "type": "number",
+            "required": False,
+            "choices": None,
+            "editable": True,
+            "value": None,
+        },
+        {
+            "key": "diet",
+            "label": "饮食",
+            "type": "choice",
+            "required": True,
+            "choices": ["none", "vegetarian", "halal"],
+            "editable": True,
+            "value": "none",
+        },
+        {
+            "key": "vip_tier",
+            "label": "VIP",
+            "type": "text",
+            "required": False,
+            "choices": None,
+            "editable": False,
+            "value": "gold",
+        },
+    ]
+    saved = await client.ok(
+        "PATCH", "/portal/api/profile", {"custom": {"shoe_size": 39.5, "diet": "halal"}}
+    )
+    assert {f["key"]: f["value"] for f in saved["custom_fields"]} == {
+        "shoe_size": 39.5,
+        "diet": "halal",
+        "vip_tier": "gold",
+    }
+    stored = await portal.ok("GET", f"/v1/members/{member['id']}")
+    assert stored["custom"] == {"shoe_size": 39.5, "diet": "halal", "vip_tier": "gold"}
+    # Refused: a read-only field (even next to an editable one), bad values, unknown keys.
+    refused = [
+        ({"name": "Changed", "custom": {"vip_tier": "platinum"}}, "custom_field_read_only"),
+        ({"custom": {"shoe_size": 40, "vip_tier": None}}, "custom_field_read_only"),
+        ({"custom": {"shoe_size": "40"}}, "invalid_custom_field"),
+        ({"custom": {"diet": "paleo"}}, "invalid_custom_field"),
+        ({"custom": {"diet": None}}, "custom_field_required"),
+        ({"name": "Changed", "custom": {"points_bonus": 5}}, "unknown_custom_field"),
+    ]
+    for body, code in refused:
+        status, answer, _ = await client.call("PATCH", "/portal/api/profile", body)
+        assert (status, answer["error"]["code"]) == (422, code), body
+    assert await portal.ok("GET", f"/v1/members/{member['id']}") == stored  # nothing changed
+    # HQ can open a field to members later; the portal follows at once.
+    fields = await portal.ok("GET", "/v1/custom-fields?entity=member")
+    tier = next(f for f in fields["items"] if f["key"] == "vip_tier")
+    await portal.ok("PATCH", f"/v1/custom-fields/{tier['id']}", json={"member_editable": True})
+    opened = await client.ok("PATCH", "/portal/api/profile", {"custom": {"vip_tier": None}})
+    assert [f["value"] for f in opened["custom_fields"]] == [39.5, "halal", None]
+
+
 async def test_password_change_needs_the_current_one_and_ends_other_sessions(
     portal: Central, browsers: Any
 ) -> None:

@@ -20,6 +20,7 @@ from tests.central.conftest import Central
 from tests.central.test_central_portal import (
     PASSWORD,
     Member,
+    member_custom_fields,
     new_member,
     order,
     sent_code,
@@ -206,6 +207,43 @@ async def test_profile_phone_and_password_changes(
         await client.close()
     await page.goto(portal.url + "/portal/")
     await expect(page.locator("#who")).to_have_text("韩梅梅")
+
+
+async def test_profile_shows_custom_fields_and_edits_the_member_editable_ones(
+    portal: Central, page: Page
+) -> None:
+    await member_custom_fields(portal)
+    member = await new_member(portal, "13800138135", custom={"vip_tier": "gold"})
+    await sign_in(page, portal, "13800138135")
+    await expect(page).to_have_url(re.compile(r"/portal/$"))
+    await page.goto(portal.url + "/portal/profile")
+    box = page.locator("#custom-fields")
+    await expect(box).to_be_visible()
+    await expect(box.locator("label")).to_have_text(
+        [re.compile("^鞋码"), re.compile(r"^饮食 \*"), re.compile("^VIP.*set by the store")]
+    )
+    await expect(page.locator("#custom-shoe_size")).to_be_editable()
+    await expect(page.locator("#custom-diet")).to_have_value("none")  # the default
+    await expect(page.locator("#custom-vip_tier")).to_have_value("gold")
+    await expect(page.locator("#custom-vip_tier")).to_be_disabled()
+    await page.fill("#custom-shoe_size", "39.5")
+    await page.select_option("#custom-diet", "vegetarian")
+    await page.click("#profile button[type=submit]")
+    await expect(page.locator("#profile-message")).to_have_text(re.compile("已保存"))
+    stored = await portal.ok("GET", f"/v1/members/{member['id']}")
+    assert stored["custom"] == {"shoe_size": 39.5, "diet": "vegetarian", "vip_tier": "gold"}
+    await screenshot(page, "portal-profile-custom")
+    # Clearing a required field is refused with the server's reason, and nothing is lost.
+    await page.select_option("#custom-diet", "")
+    await page.fill("#address", "不会保存")
+    await page.click("#profile button[type=submit]")
+    await expect(page.locator("#profile-message")).to_have_text(re.compile("custom.diet: required"))
+    after = await portal.ok("GET", f"/v1/members/{member['id']}")
+    assert after["custom"] == stored["custom"] and after["address"] is None
+    # After a reload the page shows what was stored.
+    await page.reload()
+    await expect(page.locator("#custom-shoe_size")).to_have_value("39.5")
+    await expect(page.locator("#custom-diet")).to_have_value("vegetarian")
 
 
 async def test_another_member_sees_only_their_own_account(portal: Central, page: Page) -> None:

@@ -1,7 +1,7 @@
 """The member portal: phone-change verification codes.
 
 Revision ID: 0009
-Revises: 0002
+Revises: 0008
 Create Date: 2026-11-22
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0002"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

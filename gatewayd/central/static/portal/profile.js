@@ -1,12 +1,69 @@
-// Profile page: safe fields, password (needs the current one), phone (needs an SMS code).
+// Profile page: safe fields, the chain's custom fields (those HQ lets members edit),
+// password (needs the current one), phone (needs an SMS code).
 "use strict";
 
 const FIELDS = ["name", "gender", "birthday", "address", "email"];
+// The custom values as loaded, by key: only the ones the member changed are sent.
+let customLoaded = {};
+
+function customText(field) {
+  if (field.value === null || field.value === undefined) return "";
+  return String(field.value);  // booleans become "true"/"false", as the select's values
+}
+
+function customControl(field) {
+  const id = "custom-" + field.key;
+  const attrs = { id, "data-key": field.key, "data-type": field.type };
+  if (!field.editable) attrs.disabled = "disabled";
+  let control;
+  if (field.type === "choice" || field.type === "boolean") {
+    const options = field.type === "boolean"
+      ? [["true", "是 · Yes"], ["false", "否 · No"]]
+      : field.choices.map((choice) => [choice, choice]);
+    control = Portal.el("select", attrs,
+      Portal.el("option", { value: "" }, "未填 · Not given"),
+      options.map(([value, text]) => Portal.el("option", { value }, text)));
+  } else {
+    const types = { number: "number", date: "date", text: "text" };
+    control = Portal.el("input", { ...attrs, type: types[field.type], maxlength: "500",
+      step: field.type === "number" ? "any" : null });
+  }
+  control.value = customText(field);
+  const note = field.editable ? null : Portal.el("small", {}, " 由门店填写 · set by the store");
+  const star = field.required ? " *" : "";
+  return [Portal.el("label", { for: id }, field.label + star, note), control];
+}
+
+function renderCustom(fields) {
+  const box = document.getElementById("custom-fields");
+  const legend = box.querySelector("legend");
+  box.replaceChildren(legend, ...fields.flatMap(customControl));
+  box.hidden = fields.length === 0;
+  customLoaded = Object.fromEntries(fields.map((f) => [f.key, customText(f)]));
+}
+
+function customChanges() {
+  const changes = {};
+  for (const control of document.querySelectorAll("#custom-fields [data-key]")) {
+    const key = control.dataset.key;
+    if (control.disabled || control.value === customLoaded[key]) continue;
+    const text = control.value.trim();
+    let value = text === "" ? null : text;
+    if (value !== null && control.dataset.type === "boolean") value = text === "true";
+    if (value !== null && control.dataset.type === "number") {
+      const number = Number(text);  // not a finite number: sent as typed, the server says why
+      value = Number.isFinite(number) ? number : text;
+    }
+    changes[key] = value;
+  }
+  return changes;
+}
 
 function fill(me) {
   for (const field of FIELDS) document.getElementById(field).value = me[field] || "";
   document.getElementById("phone-now").textContent = me.phone || "–";
   document.getElementById("who").textContent = me.name;
+  renderCustom(me.custom_fields || []);
 }
 
 document.getElementById("profile").addEventListener("submit", async (event) => {
@@ -16,6 +73,8 @@ document.getElementById("profile").addEventListener("submit", async (event) => {
     const value = document.getElementById(field).value.trim();
     body[field] = value === "" && field !== "name" ? null : value;
   }
+  const custom = customChanges();
+  if (Object.keys(custom).length > 0) body.custom = custom;
   try {
     fill(await Portal.send("PATCH", "/portal/api/profile", body));
     Portal.show("profile-message", "已保存 · Saved", true);
