@@ -230,13 +230,14 @@ def build_services(
     dashboard = Dashboard(db, clock, settings.stale_after, settings.offline_after)
     notifications = build_notifications(settings, db, clock, http, events)
     service_plans = ServicePlans(db, clock, events, notifications)
+    members = MemberService(db, clock, id_key, events)
     built = Services(
         settings=settings,
         clock=clock,
         db=db,
         http=http,
         auth=Authenticator(db),
-        members=MemberService(db, clock, id_key, events),
+        members=members,
         registry=registry,
         codes=codes,
         identifier=identifier,
@@ -273,14 +274,14 @@ def build_services(
             db,
             clock,
             events,
-            MemberService(db, clock, id_key, events),
+            members,
             settings.key_for(CODE_KEY_PURPOSE),
         ),
         portal=build_portal(
             settings,
             db,
             clock,
-            members=MemberService(db, clock, id_key, events),
+            members=members,
             codes=codes,
             notifications=notifications,
             registry=registry,
