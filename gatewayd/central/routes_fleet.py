@@ -91,7 +91,7 @@ class CommandResultList(Out):
 class DiagnosticsUpload(Body):
     """A gateway's diagnostics bundle; its other fields are free-form JSON (see docs)."""
 
-    model_config = ConfigDict(extra="allow", strict=False)
+    model_config = ConfigDict(extra="allow")
     format: Literal["gatewayd-diagnostics-1"]
     request: int | None = None
 
