@@ -85,12 +85,14 @@ class WebSessions:
             last_seen_at=now,
         )
         async with self._db.write() as conn:
+            # Only this realm's expired sessions: realms have limits of their own.
             await conn.execute(
                 web_sessions.delete().where(
+                    web_sessions.c.realm == self.realm,
                     sa.or_(
                         web_sessions.c.last_seen_at < now - self._idle_ms,
                         web_sessions.c.created_at < now - self._absolute_ms,
-                    )
+                    ),
                 )
             )
             await conn.execute(

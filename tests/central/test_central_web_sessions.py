@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from gatewayd.central.admin_users import add_admin_user, verify_admin_user
 from gatewayd.central.db import Database
+from gatewayd.central.web_sessions import WebSessions
 from tests.central.conftest import Central
 
 PASSWORD = "correct horse battery"
@@ -149,6 +150,26 @@ async def test_sessions_expire_when_idle_and_in_any_case_after_the_maximum(
         "GET", "/v1/dashboard/session", key=None, headers=_cookie(cookies)
     )
     assert status == 401
+
+
+async def test_one_realm_never_expires_another_realms_sessions(central: Central) -> None:
+    """A member signing in to the portal (short idle limit) keeps HQ admins signed in."""
+    portal_like = WebSessions(
+        central.services.db,
+        central.clock,
+        realm="member",
+        cookie_name="member_session",
+        idle_seconds=60,
+        absolute_seconds=3600,
+    )
+    await _user(central)
+    _, _, cookies = await _login(central)
+    central.clock.advance(120)  # past the member realm's idle limit, within the admin one
+    await portal_like.start("member:1")
+    status, _, _ = await central.call(
+        "GET", "/v1/dashboard/session", key=None, headers=_cookie(cookies)
+    )
+    assert status == 200
 
 
 async def test_logins_are_throttled_per_account_and_per_address(central: Central) -> None:
