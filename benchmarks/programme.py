@@ -13,7 +13,9 @@ ways, so a regression can be placed:
   with the same client and body: the framework's and the client's own share of that latency.
 
 Each backend gets a fresh database: SQLite file, and (``--backends`` includes it) a throwaway
-PostgreSQL cluster the script starts and removes itself.
+PostgreSQL cluster the script starts and removes itself. On PostgreSQL it then measures order
+commit throughput at 32 concurrent clients (``benchmarks/programme_commit.py``,
+``--commit-seconds``; 0 skips it) as ``order_commit``.
 
     .venv/bin/python benchmarks/programme.py                      # both backends
     .venv/bin/python benchmarks/programme.py --backends sqlite --requests 500
@@ -42,6 +44,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._support import latency_summary
+from benchmarks.programme_commit import commit_throughput
 from gatewayd.central import logs
 from gatewayd.central.auth import create_admin_key
 from gatewayd.central.catalog import Catalog
@@ -312,21 +315,27 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
             try:
                 await asyncio.to_thread(cluster.create_database, "central")
                 quotes["postgresql"] = await bench_backend(cluster.url("central"), options)
+                if options.commit_seconds > 0:
+                    # Order commit throughput at 32 clients, on a database of its own.
+                    await asyncio.to_thread(cluster.create_database, "orders")
+                    report["order_commit"] = await commit_throughput(
+                        cluster.url("orders"), clients=32, seconds=options.commit_seconds
+                    )
             finally:
                 await asyncio.to_thread(cluster.stop)
         report["quote"] = quotes
-    # ---------------------------------------------------------------------------------------
-    # ORDER COMMIT THROUGHPUT (issue #7, "order commit throughput on PostgreSQL at 32
-    # concurrent clients"): the lead merges benchmarks/programme_commit.py's
-    # commit_throughput(pg_url, clients=32, seconds=10) in here as report["order_commit"].
-    # Nothing is measured for it in this file yet.
-    # ---------------------------------------------------------------------------------------
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000, help="quotes per measurement")
+    parser.add_argument(
+        "--commit-seconds",
+        type=float,
+        default=10.0,
+        help="order commit run on PostgreSQL (0: skip)",
+    )
     parser.add_argument(
         "--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql"
     )

@@ -34,7 +34,7 @@ from .db import Database
 from .errors import CentralError, PayloadTooLarge, RateLimited, error_body
 from .fleet_store import FleetStore
 from .gateway_link import GatewayLink
-from .identify import Identifier
+from .identify import Identifier, settle_heap
 from .imports import MAX_BYTES as IMPORT_MAX_BYTES
 from .imports import Importer
 from .logs import get_logger
@@ -308,6 +308,7 @@ def _resources(settings: CentralSettings, clock: Clock) -> Any:
                 )
             async with aiohttp.ClientSession() as http:
                 app[SERVICES] = build_services(settings, clock, db, http, app[METRICS])
+                settle_heap()
                 log.info("central_started", db=settings.db.split("@")[-1], pid=os.getpid())
                 yield
         finally:

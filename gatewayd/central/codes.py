@@ -203,7 +203,6 @@ class ConsumptionCodes:
         )
         return ValidCode(code_id=won.id, member_id=won.member_id, last4=code[-4:]), now, balance
 
-
     async def _debit(
         self, conn: AsyncConnection, code_id: int, member_id: int, store: str, debit: int, now: int
     ) -> int:

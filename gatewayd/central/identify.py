@@ -255,7 +255,6 @@ class Identifier:
         self._by_binding = db.prepare(_BY_BINDING)
         # (store, event_id) → the answer whose record is being committed right now.
         self._in_flight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
-        _settle_heap()
 
     async def identify(self, req: IdentifyRequest, principal: Principal) -> Outcome:
         started = time.perf_counter()
@@ -441,21 +440,17 @@ class Identifier:
         return _active(row)
 
 
-_heap_settled = False
-
-
-def _settle_heap() -> None:
-    """Exempt what is loaded at start (modules, models, pools) from full GC passes, once.
+def settle_heap() -> None:
+    """Exempt what is loaded at start (modules, models, services, pools) from full GC passes.
 
     Everything allocated before the first request lives as long as the process; a full
     collection that walks it all stops the event loop for tens of milliseconds, which is
-    most of identify's p99 otherwise. Later garbage is collected as usual.
+    most of identify's p99 otherwise, and costs every request its share. Called once the
+    application's services are built (again after a rebuild: freezing is cumulative).
+    Later garbage is collected as usual.
     """
-    global _heap_settled
-    if not _heap_settled:
-        _heap_settled = True
-        gc.collect()
-        gc.freeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _info_enabled() -> bool:
