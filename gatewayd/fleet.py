@@ -31,11 +31,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+# cryptography is imported where keys are used, not at start: a gateway that never receives a
+# bundle does not carry its Rust bindings (several MB of RSS).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 BUNDLE_FORMAT = "gatewayd-bundle-1"
 CONFIG_PATH = "config"
@@ -88,12 +92,16 @@ class Bundle:
 
 def key_id(public: Ed25519PublicKey) -> str:
     """A short, stable name for a public key: 16 hex of the SHA-256 of its raw bytes."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def public_key_text(public: Ed25519PublicKey) -> str:
     """The raw 32-byte key in base64: one line, pasted into ``[fleet] trusted_keys``."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
@@ -107,6 +115,9 @@ def generate_keys(out_dir: Path) -> tuple[Path, Path]:
     private_path, public_path = out_dir / "fleet.key", out_dir / "fleet.pub"
     if private_path.exists():
         raise FileExistsError(f"{private_path} exists; not overwriting a signing key")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -121,6 +132,9 @@ def generate_keys(out_dir: Path) -> tuple[Path, Path]:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")
@@ -135,6 +149,8 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         raise ValueError("not base64") from None
     if len(raw) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
@@ -306,6 +322,8 @@ def verify_bundle(
 ) -> Bundle:
     """Everything a gateway checks before applying, in order: structure and hashes, a trusted
     signature, expiry, target, serial. Raises ``BundleRejected`` with the first failure."""
+    from cryptography.exceptions import InvalidSignature
+
     bundle, manifest_bytes, signature = read_bundle(raw)
     public = trusted.get(bundle.key_id)
     if public is None:
