@@ -5,7 +5,10 @@ For each backend the script builds a chain of ``--members`` members (default 1 0
 drives ``POST /v1/identify`` (member codes, a fresh ``event_id`` each, as gateways send them)
 over 64 keep-alive connections for ``--seconds``. In the same run a bare aiohttp handler
 that returns a constant is measured with the same client: the framework's ceiling on this
-machine. PostgreSQL is a throwaway cluster the script starts and removes itself.
+machine. Before central, each backend's floor is measured too (``identify_floor.py``: one
+look-up and one recorded insert through central's hot path, and nothing else), so the
+report shows how much of the distance to the ceiling is the database's and how much is
+central's own. PostgreSQL is a throwaway cluster the script starts and removes itself.
 
 The client is ``wrk`` when it is installed (``apt-get install wrk``): one C thread in its
 own process, so the servers, not the client, are what is measured. Without it a Python
@@ -25,7 +28,8 @@ client ran). Each server is measured twice:
     .venv/bin/python benchmarks/central.py --members 20000 --seconds 3   # quick
     .venv/bin/python benchmarks/central.py                               # the full run
 
-Prints one JSON document; ``ratio`` is central's throughput over the bare handler's.
+Prints one JSON document; ``ratio`` is central's throughput over the bare handler's (and
+``floor.ratio`` the floor's).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from gatewayd.central.seed import seed
 from gatewayd.central.testing import ThrowawayPostgres, free_port, wait_for_port
 
 SECRET = "benchmark-secret"
+FLOOR_SCRIPT = Path(__file__).with_name("identify_floor.py")
 BARE_SERVER = """
 import sys
 from aiohttp import web
@@ -138,13 +143,14 @@ class Client:
         self.connections = connections
         self.tmp = tmp
         self.runs = 0
+        self.prefix = "b"  # event ids: unique per client, run, connection and request
 
     async def run(self, seconds: float, rate: float | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
     def _label(self) -> str:
         self.runs += 1
-        return f"b{os.getpid()}x{int(time.time())}r{self.runs}"
+        return f"{self.prefix}{os.getpid()}x{int(time.time())}r{self.runs}"
 
 
 class WrkClient(Client):
@@ -322,6 +328,18 @@ async def bench_backend(
     name: str, db_url: str, options: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
     seeded, requests = await prepare(db_url, options.members)
+    floor = None
+    if options.floor:
+        port = free_port()
+        server = await asyncio.to_thread(
+            start_process, [sys.executable, str(FLOOR_SCRIPT), db_url, str(port)], port
+        )
+        try:
+            client = make_client(options, f"http://127.0.0.1:{port}/v1/identify", requests, tmp)
+            client.prefix = "f"
+            floor = await measure(client, server.pid, options)
+        finally:
+            await asyncio.to_thread(stop_process, server)
     port = free_port()
     server = await asyncio.to_thread(
         start_process,
@@ -351,7 +369,10 @@ async def bench_backend(
         result = await measure(client, server.pid, options)
     finally:
         await asyncio.to_thread(stop_process, server)
-    return {"backend": name, "seed_seconds": round(seeded, 1), **result}
+    report = {"backend": name, "seed_seconds": round(seeded, 1), **result}
+    if floor is not None:
+        report["floor"] = floor
+    return report
 
 
 async def main_async(options: argparse.Namespace) -> dict[str, Any]:
@@ -396,6 +417,9 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
     for backend in ("sqlite", "postgresql"):
         if backend in report and baseline["rps"]:
             report[backend]["ratio"] = round(report[backend]["rps"] / baseline["rps"], 3)
+            if "floor" in report[backend]:
+                floor = report[backend]["floor"]
+                floor["ratio"] = round(floor["rps"] / baseline["rps"], 3)
     return report
 
 
@@ -413,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("wrk", "python"),
         default="wrk" if shutil.which("wrk") else "python",
         help="load generator (default: wrk when installed)",
+    )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor (benchmarks/identify_floor.py: look-up and insert, nothing else)",
     )
     parser.add_argument(
         "--paced-rate",

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import datetime as _dt
+from typing import Final
 
 _GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _GB11643_CHECK = "10X98765432"
+
+
+# ASCII digit → the digit sum of twice its value, as a byte (for ``bytes.translate``).
+_LUHN_DOUBLED: Final = bytes(
+    (2 * (i - 48)) - 9 * (i >= 53) if 48 <= i <= 57 else i for i in range(256)
+)
 
 
 def luhn_check_digit(payload: str) -> str:
     """The Luhn digit that makes ``payload + digit`` valid. ``payload`` is decimal digits."""
     if not payload.isdigit() or not payload.isascii():
         raise ValueError("luhn payload must be ASCII digits")
-    total = 0
     # Counting from the right of the full number, the check digit is position 1, so the
-    # payload's rightmost digit is doubled.
-    for index, char in enumerate(reversed(payload)):
-        digit = ord(char) - 48
-        if index % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
+    # payload's rightmost digit and every second one left of it are doubled (digit sums:
+    # 5 → 10 → 1). The digits are summed as bytes, in C: member codes are checked on every
+    # identify.
+    reversed_digits = payload.encode()[::-1]
+    doubled = reversed_digits[0::2].translate(_LUHN_DOUBLED)
+    kept = reversed_digits[1::2]
+    total = sum(doubled) + sum(kept) - 48 * len(kept)
     return str((10 - total % 10) % 10)
 
 

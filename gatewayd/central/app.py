@@ -175,8 +175,19 @@ async def _answer_or_error(request: web.Request, handler: Any) -> web.StreamResp
         )
 
 
+_worker_pid = str(os.getpid())  # getpid is a system call: once per process, not per answer
+
+
+def _forked() -> None:
+    global _worker_pid
+    _worker_pid = str(os.getpid())
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 async def _worker_header(_request: web.Request, response: web.StreamResponse) -> None:
-    response.headers[WORKER_HEADER] = str(os.getpid())
+    response.headers[WORKER_HEADER] = _worker_pid
 
 
 def _adapters(settings: CentralSettings, http: aiohttp.ClientSession) -> dict[str, PaymentAdapter]:

@@ -40,7 +40,7 @@ import operator
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from queue import Empty, SimpleQueue
 from typing import Any, Final
@@ -58,6 +58,13 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # cards and members indexes stay in memory.
 SQLITE_CACHE_KIB: Final = 65_536
 SQLITE_MMAP_BYTES: Final = 1 << 30
+# WAL frames (pages) after which the checkpointer makes the log start over: 64 MiB of 4 KiB
+# pages, a few seconds of identify at full speed. Also the size the WAL file is cut back to.
+SQLITE_WAL_RESTART_FRAMES: Final = 16_384
+SQLITE_WAL_LIMIT_BYTES: Final = 64 << 20
+# How long the checkpointer waits for the loop to hold its commits before it gives up on a
+# RESTART for this round (a loop that busy is better left alone).
+HOLD_WAIT_SECONDS: Final = 1.0
 # Jobs per group-commit transaction at most (each job is one small insert).
 GROUP_COMMIT_MAX: Final = 512
 
@@ -459,11 +466,30 @@ class _Checkpointer:
     The loop's connection has automatic checkpoints off (a checkpoint writes and fsyncs the
     database file); this thread runs a PASSIVE checkpoint (which waits for no reader and no
     writer) at most every ``interval`` seconds while there are new commits.
+
+    Under sustained load PASSIVE alone never lets the WAL start over: SQLite restarts the log
+    only when a write finds every frame copied back, and the loop commits again long before
+    a checkpoint ends. The WAL would then grow without bound, and every look-up and insert
+    gets slower as it grows (identify's CPU per request rose by a quarter over 500 MB). So
+    once the WAL holds ``restart_frames`` frames, a RESTART checkpoint follows while
+    ``hold_writes`` keeps the loop's commits back (they stay queued; look-ups go on): it
+    copies the little that the PASSIVE pass left, syncs, and the next commit starts the log
+    over. Without that hold, RESTART would poll for the write lock between back-to-back
+    commits and seldom get it.
     """
 
-    def __init__(self, path: str, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str,
+        interval: float = 0.5,
+        restart_frames: int = SQLITE_WAL_RESTART_FRAMES,
+        hold_writes: Callable[[], contextlib.AbstractContextManager[bool]] | None = None,
+    ) -> None:
         self._path = path
         self._interval = interval
+        self._restart_frames = restart_frames
+        self._hold_writes = hold_writes or (lambda: contextlib.nullcontext(True))
+        self.restarts = 0  # RESTART checkpoints run (read by tests)
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(
@@ -482,7 +508,13 @@ class _Checkpointer:
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         with contextlib.suppress(sqlite3.Error):  # busy with another checkpointer: next time
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames < self._restart_frames or self._stopping.is_set():
+                return
+            with self._hold_writes() as held:
+                if held:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                    self.restarts += 1
 
     def _run(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -503,14 +535,19 @@ class _Checkpointer:
 class SqliteHotPath:
     """SQLite's hot path: one connection on the event loop for look-ups and group commit.
 
-    Look-ups run right away (autocommit: each is its own read transaction, so no snapshot
-    is held between statements). A write is queued (``submit``, which returns a future);
-    the first one queued in a loop iteration schedules a flush at the end of that
-    iteration, which inserts every row queued by then in one ``BEGIN IMMEDIATE`` …
-    ``COMMIT`` (one ``executemany``, one WAL append: no fsync with ``synchronous=NORMAL``,
-    no checkpoint: ``_Checkpointer`` does those in a thread). Each future is answered after
-    that COMMIT returned. One row that fails does not fail the others: the batch is then
-    retried row by row.
+    Look-ups run right away, in one read transaction per loop iteration: taking and dropping
+    SQLite's WAL read lock for each statement (two ``fcntl`` calls, the wal-index header, a
+    journal check) costs about as much as the look-up itself. That transaction begins after
+    the iteration's ``select`` returned, so a look-up sees every commit made before its
+    request arrived; it ends with the iteration (a callback at the head of the next one) or
+    before this connection writes, so no snapshot outlives an iteration.
+
+    A write is queued (``submit``, which returns a future); the first one queued in a loop
+    iteration schedules a flush at the end of that iteration, which inserts every row
+    queued by then in one ``BEGIN IMMEDIATE`` … ``COMMIT`` (one ``executemany``, one WAL
+    append: no fsync with ``synchronous=NORMAL``, no checkpoint: ``_Checkpointer`` does
+    those in a thread). Each future is answered after that COMMIT returned. One row that
+    fails does not fail the others: the batch is then retried row by row.
 
     Reading and writing on one connection keeps its page cache: SQLite drops a connection's
     cache whenever *another* connection committed, which with a separate reader would be
@@ -524,9 +561,14 @@ class SqliteHotPath:
         self._conn: sqlite3.Connection | None = None
         self._queue: list[Pending] = []
         self._scheduled = False
+        self._reading = False  # a read transaction is open (``fetch``)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one loop that uses it
+        self._held = False  # commits held back for a RESTART checkpoint (``hold_writes``)
         self._closed = False
         self._thread: SqliteWriter | None = None
         self._checkpointer: _Checkpointer | None = None
+        self.checkpoint_interval = 0.5  # seconds; these two apply from the first connection
+        self.wal_restart_frames = SQLITE_WAL_RESTART_FRAMES
         self.batches = 0  # transactions committed on the loop
         self.rows = 0
         self.handed_off = 0  # batches that went to the thread
@@ -539,16 +581,39 @@ class SqliteHotPath:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             conn.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+            conn.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
             self._conn = conn
-            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer = _Checkpointer(
+                self.path, self.checkpoint_interval, self.wal_restart_frames, self.hold_writes
+            )
         return self._conn
 
     def fetch(self, prepared: Prepared, args: list[Any]) -> list[Any]:
-        # fetchall: the statement runs to its end, so no read transaction stays open.
-        return self.connection().execute(prepared.sql, args).fetchall()
+        conn = self.connection()
+        if not self._reading:
+            # One read transaction for the look-ups of this loop iteration, ended by the
+            # next iteration's first callbacks (or by a flush, whichever comes first).
+            conn.execute("BEGIN")
+            self._reading = True
+            self.loop().call_soon(self.end_read)
+        return conn.execute(prepared.sql, args).fetchall()
+
+    def end_read(self) -> None:
+        """End the iteration's read transaction (before a write, and once per iteration)."""
+        if self._reading:
+            self._reading = False
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, without ``get_running_loop``'s ``getpid`` system call (3.11)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def submit(self, write: Write) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
+        loop = self.loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self._closed:
             closed = sqlite3.OperationalError("the database is closed")
@@ -560,9 +625,42 @@ class SqliteHotPath:
             loop.call_soon(self.flush)
         return future
 
-    def flush(self) -> None:
-        """Commit everything queued (called by the loop; also at close)."""
+    @contextlib.contextmanager
+    def hold_writes(self) -> Iterator[bool]:
+        """(Checkpointer thread) keep the loop from committing while the body runs; yields
+        False when the loop did not answer in time (then nothing is held)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            yield False
+            return
+        holding = threading.Event()
+
+        def hold() -> None:
+            self._held = True
+            holding.set()
+
+        try:
+            loop.call_soon_threadsafe(hold)
+        except RuntimeError:  # the loop closed meanwhile
+            yield False
+            return
+        try:
+            yield holding.wait(HOLD_WAIT_SECONDS)
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._release)
+
+    def _release(self) -> None:
+        self._held = False
+        if self._queue:
+            self.flush()
+
+    def flush(self, *, force: bool = False) -> None:
+        """Commit everything queued (called by the loop; also at close, with ``force``)."""
+        self.end_read()
         self._scheduled = False
+        if self._held and not force:  # a RESTART checkpoint is running: ``_release`` flushes
+            return
         batch, self._queue = self._queue, []
         while batch:
             part, batch = batch[:GROUP_COMMIT_MAX], batch[GROUP_COMMIT_MAX:]
@@ -585,6 +683,11 @@ class SqliteHotPath:
             if self._checkpointer is not None:
                 self._checkpointer.wrote()
         _answer([(future, result) for (future, _), result in zip(batch, results, strict=True)])
+
+    @property
+    def wal_restarts(self) -> int:
+        """RESTART checkpoints run so far (read by tests)."""
+        return self._checkpointer.restarts if self._checkpointer is not None else 0
 
     def close(self) -> None:
         """Stop the threads (after their queued work) and close (blocking: not on the loop)."""
@@ -880,7 +983,7 @@ class Database:
 
     async def close(self) -> None:
         if self._sqlite_hot is not None:
-            self._sqlite_hot.flush()  # what is still queued is committed (and answered)
+            self._sqlite_hot.flush(force=True)  # what is still queued is committed (and answered)
             await asyncio.to_thread(self._sqlite_hot.close)
         if self._pg_hot is not None:
             await self._pg_hot.close()

@@ -255,11 +255,13 @@ class Identifier:
         self._by_binding = db.prepare(_BY_BINDING)
         # (store, event_id) → the answer whose record is being committed right now.
         self._in_flight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def identify(self, req: IdentifyRequest, principal: Principal) -> Outcome:
         started = time.perf_counter()
         principal.require_store(req.store)
-        await self._registry.require_terminal(req.store, req.terminal)
+        if not self._registry.terminal_known(req.store, req.terminal):
+            await self._registry.require_terminal(req.store, req.terminal)
         if req.event_id is not None:
             pending = self._in_flight.get((req.store, req.event_id))
             if pending is not None:
@@ -307,6 +309,13 @@ class Identifier:
                 member_id=row.id if row is not None else None,
             )
         return outcome
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, without ``get_running_loop``'s ``getpid`` system call (3.11)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _id_match(self, row: Any, id_number: str | None) -> bool | None:
         if id_number is None:
@@ -362,7 +371,7 @@ class Identifier:
                 if replayed is not None:
                     return replayed
             if event not in self._in_flight:
-                in_flight = asyncio.get_running_loop().create_future()
+                in_flight = self._running_loop().create_future()
                 self._in_flight[event] = in_flight
         try:
             inserted, stored = await self._db.record(self._recorder, values, key)

@@ -116,6 +116,12 @@ class Registry:
             ).all()
         return [_terminal_out(r) for r in rows]
 
+    def terminal_known(self, store_id: str, terminal_id: str) -> bool:
+        """Whether the terminal was found in the store lately (``require_terminal``'s cache):
+        identify checks this first and awaits nothing when it holds."""
+        seen = self._known_terminals.get((store_id, terminal_id))
+        return seen is not None and self._clock.now() - seen < TERMINAL_CACHE_SECONDS
+
     async def require_terminal(self, store_id: str, terminal_id: str) -> None:
         """422 unless the terminal is registered in the store (positive answers cached)."""
         key = (store_id, terminal_id)

@@ -83,13 +83,28 @@ async def test_a_replay_while_the_first_answer_is_pending_gets_that_answer(
     monkeypatch.setattr(identify, "_first_answer", counting)
     member = await central.member(name="Pending")
     code = member["cards"][0]["member_code"]
-    # Sent together: the replays arrive while the first record is queued or being written.
-    answers = await asyncio.gather(*(central.identify(code, event_id="evt-same") for _ in range(8)))
+    # The first record is held back until the seven replays arrived and wait for it.
+    db = central.services.db
+    recording = db.record
+    gate = asyncio.Event()
+
+    async def held(*args: Any) -> Any:
+        await gate.wait()
+        return await recording(*args)
+
+    monkeypatch.setattr(db, "record", held)
+    sent = asyncio.gather(*(central.identify(code, event_id="evt-same") for _ in range(8)))
+    for _ in range(500):
+        if len(waited) == 7:
+            break
+        await asyncio.sleep(0.01)
+    assert len(waited) == 7  # every replay waits for the first answer, none for the table
+    gate.set()
+    answers = await sent
     assert len({json.dumps(body, sort_keys=True) for _, body in answers}) == 1
     assert answers[0][0] == 200
     rows = await recorded(central)
     assert len(rows) == 1 and rows[0].id == answers[0][1]["identification_id"]
-    assert waited  # some replays were answered from the pending record, not the table
     # Later replays find the stored answer, in the same shape.
     assert await central.identify(code, event_id="evt-same") == answers[0]
 
@@ -379,6 +394,74 @@ async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
     check = sqlite3.connect(tmp_path / "close.db")
     assert check.execute("SELECT count(*) FROM identifications").fetchone() == (5,)
     check.close()
+
+
+async def test_the_wal_starts_over_under_sustained_writes(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    """Commits back to back never leave a PASSIVE checkpoint a moment to catch up; without
+    the RESTART the WAL grows with every commit (and look-ups slow down as it grows)."""
+    hot = sqlite_db.sqlite_hot_path
+    assert hot is not None
+    hot.checkpoint_interval = 0.01
+    hot.wal_restart_frames = 64
+    recorder = _recorder(sqlite_db)
+    wal = tmp_path / "hot.db-wal"
+    page = 4096 + 24  # a frame: a page and its header
+    largest = written = n = 0
+    deadline = asyncio.get_running_loop().time() + 3
+    while asyncio.get_running_loop().time() < deadline or hot.wal_restarts < 2:
+        batch = [
+            _record_values(n + k, response="x" * 3000, member_id=random.randrange(10**6))
+            for k in range(20)
+        ]
+        n += len(batch)
+        await asyncio.gather(
+            *(
+                sqlite_db.record(recorder, v, {"store": "store-1", "event_id": v["event_id"]})
+                for v in batch
+            )
+        )
+        written += len(batch)  # at least one page (a 3 kB answer) per row
+        largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+        assert asyncio.get_running_loop().time() < deadline + 10, "no RESTART checkpoint"
+    # Far more went through the WAL than it ever held (without RESTART it holds it all).
+    assert written * page > 5 * largest
+    async with sqlite_db.read() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(identifications)) == n
+
+
+async def test_lookups_share_a_snapshot_only_within_one_loop_iteration(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    hot = sqlite_db.sqlite_hot_path
+    assert hot is not None
+    other = sqlite3.connect(tmp_path / "hot.db", isolation_level=None)
+    other.execute("CREATE TABLE tally (n INTEGER)")
+    other.execute("INSERT INTO tally VALUES (1)")
+    query = sqlite_db.prepare(sa.select(sa.table("tally", sa.column("n")).c.n))
+    assert (await sqlite_db.fetch_row(query, {})).n == 1
+    other.execute("UPDATE tally SET n = 2")  # committed by another connection meanwhile
+    # Within the iteration that read first, the snapshot holds (the iteration's requests
+    # all arrived before it began) ...
+    assert (await sqlite_db.fetch_row(query, {})).n == 1
+    await asyncio.sleep(0)
+    # ... and it ends with the iteration: the next one sees the commit, nothing stays open.
+    assert not hot.connection().in_transaction
+    assert (await sqlite_db.fetch_row(query, {})).n == 2
+    # A write right after a look-up ends the read transaction first.
+    recorder = _recorder(sqlite_db)
+    inserted, _ = await sqlite_db.record(
+        recorder, _record_values(1), {"store": "store-1", "event_id": "evt-1"}
+    )
+    assert inserted
+    await asyncio.sleep(0)
+    assert not hot.connection().in_transaction
+    # The snapshot never keeps another process's writer waiting: its writes commit at once.
+    await sqlite_db.fetch_row(query, {})
+    other.execute("PRAGMA busy_timeout=0")
+    other.execute("UPDATE tally SET n = 3")
+    other.close()
 
 
 # --- processes: SIGKILL and several workers on one SQLite file --------------------------------
