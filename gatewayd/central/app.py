@@ -40,7 +40,14 @@ from .imports import Importer
 from .logs import get_logger
 from .member_events import MemberEvents
 from .members import MemberService
-from .metrics import UNMATCHED, CentralMetrics, gateway_state_registry, state_counts_query
+from .metrics import (
+    METRICS_FOLD_SECONDS,
+    MULTIPROC_ENV,
+    UNMATCHED,
+    CentralMetrics,
+    gateway_state_registry,
+    state_counts_query,
+)
 from .migrate import current_revision, head_revision
 from .models_members_ext import subscribe as subscribe_member_stats
 from .notifications import build_notifications
@@ -358,6 +365,26 @@ async def _alert_loop(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _metrics_fold(app: web.Application) -> AsyncIterator[None]:
+    """With several workers a scrape reaches one of them: each folds its tallies every
+    second, so the sum it reads from the others is at most that old."""
+    task = None
+    if os.environ.get(MULTIPROC_ENV):
+        task = asyncio.create_task(_fold_every(app[METRICS], METRICS_FOLD_SECONDS))
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    app[METRICS].fold()
+
+
+async def _fold_every(metrics: CentralMetrics, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        metrics.fold()
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI_DOC], content_type="application/json")
 
@@ -412,6 +439,7 @@ def build_app(
     app.cleanup_ctx.append(_alert_loop)
     app.cleanup_ctx.append(_notify_loops)
     app.cleanup_ctx.append(_programme_scheduler)
+    app.cleanup_ctx.append(_metrics_fold)
     app.on_response_prepare.append(_worker_header)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/docs", _docs)

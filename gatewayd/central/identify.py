@@ -268,12 +268,13 @@ class Identifier:
                 replayed = await _first_answer(pending)
                 if replayed is not None:
                     return replayed
-        kind = req.kind.value if req.kind else TokenKind.UNKNOWN.value
+        # The enums are StrEnums: used as the strings they are (``.value`` costs a call).
+        kind: str = req.kind if req.kind else TokenKind.UNKNOWN
         value = req.token
         row: Any = None
         try:
             token = token_from_request(req)
-            kind, value = token.kind.value, token.value
+            kind, value = token.kind, token.value
             if req.event_id is not None and token.kind in PAYMENT_PROVIDERS:
                 # A replayed payment code must not reach the provider a second time. Other
                 # kinds skip this look-up: the insert below finds a replay all the same.
@@ -286,8 +287,8 @@ class Identifier:
             body: dict[str, Any] = {
                 "member": summary(row),
                 "card": _card(row),
-                "method": token.kind.value,
-                "via": req.method.value,
+                "method": token.kind,
+                "via": req.method,
                 "id_match": self._id_match(row, req.id_number),
             }
             status = 200
@@ -297,7 +298,7 @@ class Identifier:
             status, body = exc.status, error_body(exc)
         outcome = await self._record(req, principal, kind, value, row, status, body)
         if self._observe is not None:
-            self._observe(kind, req.method.value, outcome.status, time.perf_counter() - started)
+            self._observe(kind, req.method, outcome.status, time.perf_counter() - started)
         if _info_enabled():
             log.info(
                 "identify",
@@ -353,7 +354,7 @@ class Identifier:
             "event_id": req.event_id,
             "token_kind": kind[:32],
             "token_last4": value[-4:],
-            "method": req.method.value,
+            "method": req.method,
             "member_id": row.id if row is not None else None,
             "card_id": row.card_id if row is not None else None,
             "secondary_card": (not row.card_main) if row is not None and row.card_id else None,

@@ -7,13 +7,19 @@ there, and ``/metrics`` adds them up (``MultiProcessCollector``). One process ke
 in memory, in a registry of its own (tests run several apps in one process).
 
 Routes are labelled by template (``/v1/members/{member_id}``), never by raw path, so a card
-number or a code in a URL never becomes a label. Recording costs about a microsecond: the
-labelled children are looked up once and kept.
+number or a code in a URL never becomes a label.
+
+Requests and identifications are tallied in plain lists first (a bucket index from
+``bisect``, two additions) and folded into the prometheus metrics before every scrape and
+once a second (``fold``; with several workers the scrape may reach another worker, whose
+figures are then at most a second old). Observing through prometheus_client directly, a
+locked update per bucket and per sum, cost identify about 7 % of its instructions.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -25,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from .models import gateways
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_FOLD_SECONDS: Final = 1.0  # with several workers: how often each folds its tallies
 HTTP_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 UNMATCHED: Final = "unmatched"
 
@@ -60,29 +67,37 @@ class CentralMetrics:
             ["kind"],
             registry=self.registry,
         )
-        self._http: dict[tuple[str, str, int], Histogram] = {}
-        self._identify: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+        # Not yet folded: per label set, a count per bucket (the last one: +Inf), then the sum.
+        self._http: dict[tuple[str, str, int], list[float]] = {}
+        self._identify: dict[tuple[str, str, int], list[float]] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        child = self._http.get(key)
-        if child is None:
-            child = self._http[key] = self.http_duration.labels(route, method, str(status))
-        child.observe(seconds)
+        tally = self._http.get((route, method, status))
+        if tally is None:
+            tally = self._http[(route, method, status)] = [0.0] * _TALLY_SIZE
+        tally[bisect_left(HTTP_BUCKETS, seconds)] += 1
+        tally[-1] += seconds
 
     def identified(self, kind: str, via: str, status: int, seconds: float) -> None:
-        key = (kind, via, status)
-        children = self._identify.get(key)
-        if children is None:
-            children = self._identify[key] = (
-                self.identify_duration.labels(kind),
-                self.identifications.labels(kind, via, str(status)),
-            )
-        children[0].observe(seconds)
-        children[1].inc()
+        tally = self._identify.get((kind, via, status))
+        if tally is None:
+            tally = self._identify[(kind, via, status)] = [0.0] * _TALLY_SIZE
+        tally[bisect_left(HTTP_BUCKETS, seconds)] += 1
+        tally[-1] += seconds
+
+    def fold(self) -> None:
+        """Move the tallies into the prometheus metrics (before a scrape, and every second)."""
+        http, self._http = self._http, {}
+        identify, self._identify = self._identify, {}
+        for (route, method, status), tally in http.items():
+            _fold(self.http_duration.labels(route, method, str(status)), tally)
+        for (kind, via, status), tally in identify.items():
+            _fold(self.identify_duration.labels(kind), tally)
+            self.identifications.labels(kind, via, str(status)).inc(sum(tally[:-1]))
 
     def exposition(self, extra: CollectorRegistry | None = None) -> bytes:
         """The text format: every worker's values when several share the port."""
+        self.fold()
         if os.environ.get(MULTIPROC_ENV):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -92,6 +107,21 @@ class CentralMetrics:
         if extra is not None:
             body += generate_latest(extra)
         return body
+
+
+_TALLY_SIZE: Final = len(HTTP_BUCKETS) + 2  # the buckets, +Inf, the sum
+
+
+def _fold(histogram: Histogram, tally: list[float]) -> None:
+    """Add a tally to a labelled histogram: what ``observe`` would have added, in bulk.
+
+    prometheus_client has no bulk observe; its children keep one value per bucket (not
+    cumulative; the exposition adds them up) and one for the sum.
+    """
+    for index, count in enumerate(tally[:-1]):
+        if count:
+            histogram._buckets[index].inc(count)
+    histogram._sum.inc(tally[-1])
 
 
 class GatewayStates:

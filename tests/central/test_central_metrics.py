@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from gatewayd.central.metrics import METRICS_FOLD_SECONDS, CentralMetrics
 from gatewayd.central.testing import free_port, wait_for_port
 
 SECRET = "test-secret-not-for-production"  # as tests/central/conftest.py
@@ -130,7 +131,9 @@ async def test_two_workers_report_the_sum_of_both(tmp_path: Path) -> None:
             requests += 1
         answered_by: set[str] = set()
         scrapes = 0
-        # Every scrape, whichever worker answers, sees all requests.
+        # Each worker folds its tallies into the shared files every second: from then on,
+        # every scrape, whichever worker answers, sees all requests.
+        await asyncio.sleep(METRICS_FOLD_SECONDS + 0.5)
         while scrapes < 6 or len(answered_by) < 2:
             assert scrapes < 100, "one worker answered every scrape"
             async with aiohttp.ClientSession() as http:
@@ -153,3 +156,29 @@ async def test_two_workers_report_the_sum_of_both(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_tallies_fold_into_what_observing_would_give() -> None:
+    """Bucket edges included: a value equal to a bound counts in that bound's bucket."""
+    values = [0.0, 0.0005, 0.0007, 0.001, 0.003, 0.25, 5.0, 7.5, 0.0001]
+    tallied, observed = CentralMetrics(), CentralMetrics()
+    for value in values:
+        tallied.request("/v1/identify", "POST", 200, value)
+        tallied.identified("member_code", "barcode", 200, value)
+        observed.http_duration.labels("/v1/identify", "POST", "200").observe(value)
+        observed.identify_duration.labels("member_code").observe(value)
+        observed.identifications.labels("member_code", "barcode", "200").inc()
+    tallied.request("/v1/identify", "POST", 422, 0.002)
+    observed.http_duration.labels("/v1/identify", "POST", "422").observe(0.002)
+
+    def lines(metrics: CentralMetrics) -> list[str]:
+        text = metrics.exposition().decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert lines(tallied) == lines(observed)
+    # Cumulative, as prometheus counts: 0, 0.0001, 0.0005, 0.0007 and 0.001 itself.
+    assert 'central_identify_duration_seconds_bucket{kind="member_code",le="0.001"} 5.0' in lines(
+        tallied
+    )
+    # Folding empties the tallies: a second scrape adds nothing twice.
+    assert lines(tallied) == lines(observed)
