@@ -35,7 +35,8 @@ from .config import CentralSettings
 from .db import Database
 from .logs import get_logger
 from .member_events import MemberEvent, MemberEvents
-from .models import chain_settings, identifications, members, metadata
+from .models import chain_settings, identifications, members
+from .models_members_ext import fold, member_stats
 from .models_notify import notification_campaigns, notification_optouts, notifications
 from .notifications import Notifications, NotifySettings, local_date, mask_address
 from .senders import OutgoingMessage, SendResult, Template
@@ -226,16 +227,6 @@ class Dispatcher:
                 await asyncio.sleep(poll)
 
 
-def _visit_tables() -> list[sa.Table]:
-    """Where a member's visits are recorded: identifications, and orders once that table
-    exists (the ledger's ``orders`` with ``member_id`` and ``created_at``)."""
-    tables = [identifications]
-    orders = metadata.tables.get("orders")
-    if orders is not None and {"member_id", "created_at"} <= set(orders.c.keys()):
-        tables.append(orders)
-    return tables
-
-
 class Scheduler:
     """Service-plan reminders every run; birthday, dormant and redeemable once a day."""
 
@@ -287,16 +278,16 @@ class Scheduler:
 
     async def _dormant(self, settings: NotifySettings, _today: dt.date) -> list[tuple[int, str]]:
         cutoff = to_millis(self._clock.now() - settings.dormant_days * 86400)
-        visits = sa.union_all(
-            *(sa.select(t.c.member_id, t.c.created_at) for t in _visit_tables())
-        ).subquery()
-        last = sa.func.coalesce(sa.func.max(visits.c.created_at), members.c.created_at)
+        # member_stats.last_seen_at is max(registration, last order or identification),
+        # indexed: no aggregation over every visit ever recorded. The fold first gives
+        # bulk-loaded members their row and counts identifications recorded since the last.
+        await fold(self._db)
+        seen = member_stats.c.last_seen_at
         query = (
-            sa.select(members.c.id, last.label("last"))
-            .select_from(members.outerjoin(visits, visits.c.member_id == members.c.id))
-            .where(members.c.active.is_(True))
-            .group_by(members.c.id, members.c.created_at)
-            .having(last < cutoff)
+            sa.select(members.c.id, seen.label("last"))
+            .select_from(members.join(member_stats, member_stats.c.member_id == members.c.id))
+            .where(seen < cutoff, members.c.active.is_(True))
+            .order_by(members.c.id)
         )
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
