@@ -395,6 +395,22 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
 Pending = tuple[asyncio.Future[Any], Write]
 
 
+class RunningLoop:
+    """The running loop, kept: Python 3.11's ``get_running_loop`` makes a ``getpid`` system
+    call each time, and the hot path asks on every request. Call it to get the loop."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> asyncio.AbstractEventLoop:
+        loop = self.current
+        if loop is None or loop.is_closed():
+            loop = self.current = asyncio.get_running_loop()
+        return loop
+
+
 class SqliteWriter:
     """One thread, one connection: batches that must wait for the write lock wait here.
 
@@ -562,7 +578,7 @@ class SqliteHotPath:
         self._queue: list[Pending] = []
         self._scheduled = False
         self._reading = False  # a read transaction is open (``fetch``)
-        self._loop: asyncio.AbstractEventLoop | None = None  # the one loop that uses it
+        self.loop = RunningLoop()  # the one loop that uses it
         self._held = False  # commits held back for a RESTART checkpoint (``hold_writes``)
         self._closed = False
         self._thread: SqliteWriter | None = None
@@ -605,13 +621,6 @@ class SqliteHotPath:
             if self._conn is not None and self._conn.in_transaction:
                 self._conn.execute("COMMIT")
 
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, without ``get_running_loop``'s ``getpid`` system call (3.11)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
-
     def submit(self, write: Write) -> asyncio.Future[Any]:
         loop = self.loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -629,7 +638,7 @@ class SqliteHotPath:
     def hold_writes(self) -> Iterator[bool]:
         """(Checkpointer thread) keep the loop from committing while the body runs; yields
         False when the loop did not answer in time (then nothing is held)."""
-        loop = self._loop
+        loop = self.loop.current
         if loop is None or loop.is_closed():
             yield False
             return

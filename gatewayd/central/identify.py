@@ -47,7 +47,7 @@ from gatewayd.protocols.tokens import (
 from .auth import Principal
 from .clock import Clock, to_millis
 from .codes import ConsumptionCodes, check_consumption_code, keyed_hash
-from .db import Database
+from .db import Database, RunningLoop
 from .errors import CentralError, Invalid, NotFound, error_body
 from .logs import get_logger
 from .members import summary
@@ -255,7 +255,7 @@ class Identifier:
         self._by_binding = db.prepare(_BY_BINDING)
         # (store, event_id) → the answer whose record is being committed right now.
         self._in_flight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running_loop = RunningLoop()
 
     async def identify(self, req: IdentifyRequest, principal: Principal) -> Outcome:
         started = time.perf_counter()
@@ -310,13 +310,6 @@ class Identifier:
                 member_id=row.id if row is not None else None,
             )
         return outcome
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, without ``get_running_loop``'s ``getpid`` system call (3.11)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
 
     def _id_match(self, row: Any, id_number: str | None) -> bool | None:
         if id_number is None:

@@ -124,10 +124,7 @@ class Registry:
 
     async def require_terminal(self, store_id: str, terminal_id: str) -> None:
         """422 unless the terminal is registered in the store (positive answers cached)."""
-        key = (store_id, terminal_id)
-        now = self._clock.now()
-        seen = self._known_terminals.get(key)
-        if seen is not None and now - seen < TERMINAL_CACHE_SECONDS:
+        if self.terminal_known(store_id, terminal_id):
             return
         async with self._db.read() as conn:
             found = await conn.scalar(
@@ -142,7 +139,7 @@ class Registry:
             )
         if len(self._known_terminals) > 100_000:
             self._known_terminals.clear()
-        self._known_terminals[key] = now
+        self._known_terminals[(store_id, terminal_id)] = self._clock.now()
 
     # --- gateways ------------------------------------------------------------------------
 
