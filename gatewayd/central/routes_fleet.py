@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field
 
 from .api import Operation, parse_body, path_int, principal, respond, services
 from .fleet_store import FleetStore
-from .schemas import Body, Out
+from .schemas import Body, Out, RowId
 
 ReasonCode = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
 
@@ -93,7 +93,7 @@ class DiagnosticsUpload(Body):
 
     model_config = ConfigDict(extra="allow")
     format: Literal["gatewayd-diagnostics-1"]
-    request: int | None = None
+    request: RowId | None = None
 
 
 class DiagnosticsCreated(Out):

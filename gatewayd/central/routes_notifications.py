@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError
 from .api import Operation, QueryParam, parse_body, path_int, principal, respond, services
 from .errors import Invalid, NotFound
 from .notifications import NotifySettings
-from .schemas import Body, EntityId, Out
+from .schemas import MAX_ROW_ID, Body, EntityId, Out
 from .service_plans import ServicePlanCreate, ServicePlanList, ServicePlanOut
 
 NAME = r"^[a-z][a-z0-9_]{0,31}$"
@@ -167,16 +167,24 @@ async def list_outbox(request: web.Request) -> web.Response:
     member = query.get("member_id")
     status = query.get("status")
     limit = query.get("limit", "100")
-    if (member is not None and not member.isdigit()) or not limit.isdigit():
+    if (member is not None and not _digits(member)) or not _digits(limit):
         raise Invalid("member_id and limit are numbers", code="invalid_request")
     if status is not None and status not in ("pending", "sent", "failed", "skipped"):
         raise Invalid("status: pending, sent, failed or skipped", code="invalid_request")
+    member_id = int(member) if member else None
+    if member_id is not None and member_id > MAX_ROW_ID:  # beyond any row: nobody's messages
+        return respond(NotificationList, {"items": []})
     items = await services(request).notifications.outbox(
-        member_id=int(member[:12]) if member else None,
+        member_id=member_id,
         status=status,
-        limit=max(1, min(int(limit[:6]), 1000)),
+        limit=max(1, min(int(limit), 1000)),
     )
     return respond(NotificationList, {"items": items})
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses), at most 18."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
 
 
 async def list_templates(request: web.Request) -> web.Response:

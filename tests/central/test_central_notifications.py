@@ -175,6 +175,12 @@ async def test_registration_is_sent_by_sms_and_email(
     assert "13800138000" not in str(listed)
     status, _, _ = await notify.call("GET", "/v1/notifications", key="gw-1")
     assert status == 403
+    # Ids beyond any row (PostgreSQL's integer) find nothing; non-ASCII digits are refused.
+    beyond = await notify.ok("GET", "/v1/notifications?member_id=982559350817")
+    assert beyond == {"items": []}
+    for query in ("member_id=%C2%B2", "limit=%C2%B2", "member_id=1234567890123456789012"):
+        status, body, _ = await notify.call("GET", f"/v1/notifications?{query}")
+        assert (status, body["error"]["code"]) == (422, "invalid_request"), query
 
 
 async def test_rolled_back_events_send_nothing_and_keys_dedupe(notify: Central) -> None:

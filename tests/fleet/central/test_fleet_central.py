@@ -129,3 +129,8 @@ async def test_command_results_and_diagnostics(central: Central) -> None:
         "POST", "/v1/gateways/gw-1/diagnostics", key="gw-1", json=huge
     )
     assert (status, answer["error"]["code"]) == (413, "payload_too_large")
+    # The request id is a row id: beyond one (it would overflow PostgreSQL's integer), a 422.
+    status, answer, _ = await central.call(
+        "POST", "/v1/gateways/gw-1/diagnostics", key="gw-1", json={**upload, "request": 2**34}
+    )
+    assert (status, answer["error"]["code"]) == (422, "invalid_request")
