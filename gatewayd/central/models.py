@@ -155,7 +155,9 @@ identifications = sa.Table(
     sa.Column("token_kind", sa.String(32), nullable=False),
     sa.Column("token_last4", sa.String(4), nullable=False),
     sa.Column("method", sa.String(16), nullable=False),
-    sa.Column("member_id", sa.Integer, index=True),
+    # Not indexed: every identify inserts a row, and an index on this column dirtied a random
+    # page each time. "Members identified at a store" is ``member_store_visits``.
+    sa.Column("member_id", sa.Integer),
     sa.Column("card_id", sa.Integer),
     # True when the card used was a secondary card (the receipt shows its number).
     sa.Column("secondary_card", sa.Boolean),

@@ -101,6 +101,18 @@ member_stats = sa.Table(
     sa.Index("ix_member_stats_visits", "visits"),
 )
 
+# The stores where each member was identified, and when last (epoch ms): folded from
+# ``identifications`` with ``member_stats``, for "members seen at this store" (campaign
+# filters). identify's insert then needs no index on ``identifications.member_id``, which
+# dirtied one random page per identification (most of the WAL it wrote).
+member_store_visits = sa.Table(
+    "member_store_visits",
+    metadata,
+    sa.Column("member_id", sa.Integer, sa.ForeignKey("members.id"), primary_key=True),
+    sa.Column("store_id", sa.String(64), primary_key=True),
+    sa.Column("last_seen_at", sa.BigInteger, nullable=False),
+)
+
 # Watermarks of the incremental folds (``stats.identifications`` = last identification id
 # folded into ``last_visit_at``; ``stats.members`` = last member id given a stats row).
 member_stats_state = sa.Table(
@@ -158,6 +170,24 @@ async def birthday_changed(conn: AsyncConnection, member_id: int, birthday: dt.d
         member_stats.update()
         .where(member_stats.c.member_id == member_id)
         .values(birthday_month=_month(birthday))
+    )
+
+
+def _fold_visits(conn: AsyncConnection, recorded: tuple[Any, ...]) -> Any:
+    """Upsert the (member, store, latest time) pairs of the ``recorded`` identifications."""
+    i, v = identifications.c, member_store_visits.c
+    pairs = (
+        sa.select(i.member_id, i.store_id, sa.func.max(i.created_at))
+        .where(*recorded)
+        .group_by(i.member_id, i.store_id)
+    )
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    insert = dialect.insert(member_store_visits).from_select(
+        ["member_id", "store_id", "last_seen_at"], pairs
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[v.member_id, v.store_id],
+        set_={"last_seen_at": _greatest(conn)(v.last_seen_at, insert.excluded.last_seen_at)},
     )
 
 
@@ -291,14 +321,16 @@ async def fold(db: Database) -> None:
 
 async def _fold_identifications(db: Database, after: int, upto: int) -> None:
     i = identifications.c
+    recorded = (i.id > after, i.id <= upto, i.member_id.is_not(None), i.status == 200)
     async with db.write() as conn:
         seen = (
             await conn.execute(
                 sa.select(i.member_id, sa.func.max(i.created_at), sa.func.min(i.store_id))
-                .where(i.id > after, i.id <= upto, i.member_id.is_not(None), i.status == 200)
+                .where(*recorded)
                 .group_by(i.member_id)
             )
         ).all()
+        await conn.execute(_fold_visits(conn, recorded))
         s = member_stats.c
         greatest = _greatest(conn)
         for member_id, at, store in seen:

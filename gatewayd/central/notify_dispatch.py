@@ -35,8 +35,8 @@ from .config import CentralSettings
 from .db import Database
 from .logs import get_logger
 from .member_events import MemberEvent, MemberEvents
-from .models import chain_settings, identifications, members
-from .models_members_ext import fold, member_stats
+from .models import chain_settings, members
+from .models_members_ext import fold, member_stats, member_store_visits
 from .models_notify import notification_campaigns, notification_optouts, notifications
 from .notifications import Notifications, NotifySettings, local_date, mask_address
 from .senders import OutgoingMessage, SendResult, Template
@@ -383,6 +383,8 @@ class Campaigns:
                 )
                 .returning(c.c.id)
             )
+        if member_filter.get("store") is not None:
+            await fold(self._db)  # the store filter reads the visits folded so far
         async with self._db.read() as conn:
             ids = list((await conn.execute(_member_query(member_filter))).scalars())
         queued = 0
@@ -416,10 +418,10 @@ def _member_query(member_filter: Mapping[str, Any]) -> Any:
         query = query.where(m.c.level == member_filter["level"])
     if member_filter.get("birthday_month") is not None:
         query = query.where(sa.extract("month", m.c.birthday) == member_filter["birthday_month"])
-    if member_filter.get("store") is not None:
-        seen = sa.select(identifications.c.id).where(
-            identifications.c.member_id == m.c.id,
-            identifications.c.store_id == member_filter["store"],
+    if member_filter.get("store") is not None:  # (the caller folds identifications first)
+        v = member_store_visits.c
+        seen = sa.select(v.member_id).where(
+            v.member_id == m.c.id, v.store_id == member_filter["store"]
         )
         query = query.where(seen.exists())
     return query

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,14 @@ from alembic.runtime.migration import MigrationContext
 
 from gatewayd.central.app import SchemaOutdated, build_app
 from gatewayd.central.clock import ManualClock
+from gatewayd.central.config import CentralSettings
 from gatewayd.central.db import Database, DatabaseError, normalise_url
 from gatewayd.central.errors import Conflict
 from gatewayd.central.migrate import current_revision, head_revision, upgrade
-from gatewayd.central.models import cards, members, metadata, payment_bindings
+from gatewayd.central.models import cards, identifications, members, metadata, payment_bindings
+from gatewayd.central.models_members_ext import member_store_visits
 from gatewayd.central.seed import bulk_members, seed
-from gatewayd.central.testing import start_app
+from gatewayd.central.testing import ThrowawayPostgres, start_app
 
 
 async def test_migrated_schema_matches_the_models(db_url: str) -> None:
@@ -105,3 +108,58 @@ async def test_demo_seed_creates_a_usable_chain(db_url: str) -> None:
     assert all(g["api_key"].startswith("ckg_") for g in data["gateways"].values())
     assert data["admin_key"].startswith("cka_") and len(data["terminals"]) == 9
     assert len(data["samples"]["member_codes"]) == 5
+
+
+async def test_the_visits_table_is_filled_from_past_identifications(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # 0011 drops the index on identifications.member_id; the campaign store filter reads
+    # member_store_visits instead, which the migration fills from what was recorded.
+    if backend == "postgresql":
+        cluster: ThrowawayPostgres = request.getfixturevalue("pg_cluster")
+        await asyncio.to_thread(cluster.create_database, "visits_backfill")
+        url = cluster.url("visits_backfill")
+    else:
+        url = f"sqlite:///{tmp_path / 'visits.db'}"
+    db = Database.from_url(url)
+    try:
+        await upgrade(db, "0010")
+        clock = ManualClock()
+        await bulk_members(db, CentralSettings(db=url, secret="s"), clock, 3)
+        seen = [(1, "store-1", 100), (1, "store-1", 300), (1, "store-2", 200), (2, "store-1", 50)]
+        unknown = [(None, "store-3", 400)]  # a 404: no member, no visit
+        async with db.write() as conn:
+            for member_id, store, at in seen + unknown:
+                await conn.execute(
+                    identifications.insert().values(
+                        store_id=store,
+                        terminal_id="pos-1",
+                        token_kind="member_code",
+                        token_last4="0000",
+                        method="barcode",
+                        member_id=member_id,
+                        status=200 if member_id else 404,
+                        response="{}",
+                        created_at=at,
+                    )
+                )
+        await upgrade(db)
+        async with db.read() as conn:
+            visits = (
+                await conn.execute(
+                    sa.select(member_store_visits).order_by(
+                        member_store_visits.c.member_id, member_store_visits.c.store_id
+                    )
+                )
+            ).all()
+            indexes = await conn.run_sync(
+                lambda sync: sa.inspect(sync).get_indexes("identifications")
+            )
+        assert [tuple(v) for v in visits] == [
+            (1, "store-1", 300),
+            (1, "store-2", 200),
+            (2, "store-1", 50),
+        ]
+        assert not any(index["column_names"] == ["member_id"] for index in indexes)
+    finally:
+        await db.close()
