@@ -22,7 +22,8 @@ import time
 from aiohttp import web
 
 from gatewayd.central.db import Database
-from gatewayd.central.identify import _BY_CARD_FIELD, _RECORD_COLUMNS, _STORED, dumps
+from gatewayd.central.identify import _BY_CARD_FIELD, _RECORD_COLUMNS, _STORED
+from gatewayd.central.jsonwire import dumps
 from gatewayd.central.members import summary
 from gatewayd.central.models import identifications
 from gatewayd.protocols.tokens import TokenKind

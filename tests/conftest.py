@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
+from gatewayd.central import logs as central_logs
 from tests.support.broker import Mosquitto
 from tests.support.gateway import GatewayProcess
 
@@ -33,4 +33,4 @@ def gateways() -> Iterator[list[GatewayProcess]]:
 def _fresh_structlog() -> Iterator[None]:
     """Commands run in-process configure structlog globally; undo it after each test."""
     yield
-    structlog.reset_defaults()
+    central_logs.reset()

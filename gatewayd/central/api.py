@@ -7,8 +7,8 @@ them from the same table, so the document cannot drift from what is served.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiohttp
@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from .alerts import Alerts
+from .answers import BodyLimit, Handler, error_response, guard, refuse_oversized
 from .auth import Authenticator, Principal
 from .catalog import Catalog
 from .clock import Clock
@@ -28,7 +29,9 @@ from .errors import Invalid, NotFound, PayloadTooLarge, Unauthenticated
 from .fleet_store import FleetStore
 from .gateway_link import GatewayLink
 from .identify import Identifier
+from .imports import MAX_BYTES as IMPORT_MAX_BYTES
 from .imports import Importer
+from .jsonwire import json_response
 from .member_events import MemberEvents
 from .members import MemberService
 from .notifications import Notifications
@@ -45,7 +48,6 @@ from .service_plans import ServicePlans
 from .staff_gifts import StaffGifts
 from .web_sessions import LoginThrottle, WebSessions, require_csrf
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Auth = Literal["public", "any", "admin"]
 M = TypeVar("M", bound=BaseModel)
 
@@ -169,6 +171,7 @@ def _describe(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
 
 LARGE_BODY_PATHS = ("/outbox", "/bundles", "/diagnostics")
 """Gateway batches, fleet bundles and diagnostics: a larger, still bounded body (× 8)."""
+OUTBOX_BODY_FACTOR = 8
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
@@ -192,34 +195,77 @@ def respond(model: type[BaseModel] | None, body: Any, status: int = 200) -> web.
     if model is None:
         return web.Response(status=status)
     data = model.model_validate(body).model_dump(mode="json")
-    return web.json_response(data, status=status)
+    return json_response(data, status=status)
+
+
+def body_limit_for(path: str) -> BodyLimit:
+    """The body limit of the route at ``path`` (a template: its suffix is literal)."""
+    if path.endswith(LARGE_BODY_PATHS):
+        return lambda request: services(request).settings.body_limit * OUTBOX_BODY_FACTOR
+    if path.startswith("/v1/imports/"):  # files, read in bounded chunks
+        return lambda _request: IMPORT_MAX_BYTES
+    return lambda request: services(request).settings.body_limit
 
 
 def wrap(op: Operation) -> Handler:
-    """The route handler: authenticate and authorise per ``op.auth``, then call the handler."""
+    """The route handler: authenticate and authorise per ``op.auth``, then call the handler;
+    ``answers.guard``'s body limit and error shape in the same frame (one layer, not two,
+    on the way to every handler: this is identify's path too)."""
 
     allowed_query = {q.name for q in op.query}
+    body_limit = body_limit_for(op.path)
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        if request.query_string:  # most calls have none: skip parsing an empty query
-            unknown = sorted(set(request.query) - allowed_query)
-            if unknown:
-                raise Invalid(
-                    f"unknown query parameters: {', '.join(unknown)[:200]}",
-                    code="invalid_request",
-                )
-        if op.auth != "public":
-            header = request.headers.get("Authorization")
-            if header is None and op.cookie:
-                found = await session_admin(request)
-            else:
-                found = await services(request).auth.authenticate(header)
-            if op.auth == "admin":
-                found.require_admin()
-            request[PRINCIPAL] = found
-        return await op.handler(request)
+        try:
+            refuse_oversized(request, body_limit(request))
+            if request.query_string:  # most calls have none: skip parsing an empty query
+                unknown = sorted(set(request.query) - allowed_query)
+                if unknown:
+                    raise Invalid(
+                        f"unknown query parameters: {', '.join(unknown)[:200]}",
+                        code="invalid_request",
+                    )
+            if op.auth != "public":
+                header = request.headers.get("Authorization")
+                if header is None and op.cookie:
+                    found = await session_admin(request)
+                else:
+                    found = await services(request).auth.authenticate(header)
+                if op.auth == "admin":
+                    found.require_admin()
+                request[PRINCIPAL] = found
+            return await op.handler(request)
+        except Exception as exc:  # noqa: BLE001 - every error leaves in the one shape
+            return error_response(request, exc)
 
     return handle
+
+
+def add_static_files(app: web.Application, prefix: str, directory: Path) -> None:
+    """Serve the files under ``directory`` (as they are at start) below ``prefix``.
+
+    Only the files listed at start can be named, so no path can lead outside ``directory``;
+    a miss is a 404 in the error shape (aiohttp's ``add_static`` answers in plain text).
+    """
+    files = {
+        path.relative_to(directory).as_posix(): path
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        path = files.get(request.match_info["name"])
+        if path is None:
+            raise NotFound("no such file", code="not_found")
+        return web.FileResponse(path)
+
+    add_page(app, prefix + "/{name:.+}", serve)
+
+
+def add_page(app: web.Application, path: str, handler: Handler) -> None:
+    """Mount a GET handler that is no documented operation (pages, the document, health),
+    guarded as operations are."""
+    app.router.add_get(path, guard(handler, body_limit_for(path)))
 
 
 async def session_admin(request: web.Request) -> Principal:

@@ -12,17 +12,16 @@ import contextlib
 import hmac
 import json
 import os
-import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 import aiohttp
-import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .alerts import Alerts
-from .api import LARGE_BODY_PATHS, SERVICES, Operation, Services, wrap
+from .answers import RequestTally, add_unrouted, worker_header
+from .api import OUTBOX_BODY_FACTOR, SERVICES, Operation, Services, add_page, wrap
 from .auth import Authenticator
 from .catalog import Catalog
 from .clock import Clock, SystemClock, to_millis
@@ -31,19 +30,18 @@ from .config import CentralSettings
 from .custom_fields import CustomFields
 from .dashboard import Dashboard
 from .db import Database
-from .errors import CentralError, PayloadTooLarge, RateLimited, error_body
+from .errors import CentralError
 from .fleet_store import FleetStore
 from .gateway_link import GatewayLink
 from .identify import Identifier, settle_heap
-from .imports import MAX_BYTES as IMPORT_MAX_BYTES
 from .imports import Importer
+from .jsonwire import json_response
 from .logs import get_logger
 from .member_events import MemberEvents
 from .members import MemberService
 from .metrics import (
     METRICS_FOLD_SECONDS,
     MULTIPROC_ENV,
-    UNMATCHED,
     CentralMetrics,
     gateway_state_registry,
     state_counts_query,
@@ -84,7 +82,6 @@ from .web_sessions import LoginThrottle, WebSessions
 
 log = get_logger(__name__)
 API_VERSION: Final = "1.0.0"
-WORKER_HEADER: Final = "X-Central-Worker"
 OPERATIONS: Final[tuple[Operation, ...]] = (
     IDENTIFY_OPERATIONS
     + MEMBER_OPERATIONS
@@ -102,12 +99,6 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     + STAFF_GIFT_OPERATIONS
 )
 OPENAPI_DOC = web.AppKey("openapi_doc", bytes)
-_HTTP_CODES: Final = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    400: "bad_request",
-}
 
 
 class SchemaOutdated(CentralError):
@@ -116,85 +107,7 @@ class SchemaOutdated(CentralError):
     default_code = "schema_outdated"
 
 
-def _error_response(exc: CentralError) -> web.Response:
-    response = web.json_response(error_body(exc), status=exc.status)
-    if isinstance(exc, RateLimited):
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    return response
-
-
-OUTBOX_BODY_FACTOR = 8
-
-
 METRICS = web.AppKey("metrics", CentralMetrics)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every answer in the one error shape, timed per route template for ``/metrics``."""
-    started = time.perf_counter()
-    response = await _answer_or_error(request, handler)
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else UNMATCHED
-    request.app[METRICS].request(
-        route, request.method, response.status, time.perf_counter() - started
-    )
-    return response
-
-
-async def _answer_or_error(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Map every error to the one error shape; enforce the body limit before reading."""
-    try:
-        limit = request.app[SERVICES].settings.body_limit
-        if request.path.endswith(LARGE_BODY_PATHS):  # a larger, still bounded body
-            limit *= OUTBOX_BODY_FACTOR
-        elif request.path.startswith("/v1/imports/"):  # files, read in bounded chunks
-            limit = IMPORT_MAX_BYTES
-        if request.content_length is not None and request.content_length > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-        response: web.StreamResponse = await handler(request)
-        return response
-    except CentralError as exc:
-        return _error_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        response = web.json_response(
-            {"error": {"code": code, "message": exc.reason}}, status=exc.status
-        )
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
-        # The database is unreachable, overloaded or the pool is exhausted: retryable.
-        log.warning("database_unavailable", path=request.path, error=type(exc).__name__)
-        response = web.json_response(
-            {"error": {"code": "database_unavailable", "message": "database unavailable"}},
-            status=503,
-        )
-        response.headers["Retry-After"] = "1"
-        return response
-    except Exception:
-        log.exception("unhandled_error", path=request.path, method=request.method)
-        return web.json_response(
-            {"error": {"code": "internal_error", "message": "internal error"}}, status=500
-        )
-
-
-_worker_pid = str(os.getpid())  # getpid is a system call: once per process, not per answer
-
-
-def _forked() -> None:
-    global _worker_pid
-    _worker_pid = str(os.getpid())
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
-async def _worker_header(_request: web.Request, response: web.StreamResponse) -> None:
-    response.headers[WORKER_HEADER] = _worker_pid
 
 
 def _adapters(settings: CentralSettings, http: aiohttp.ClientSession) -> dict[str, PaymentAdapter]:
@@ -418,7 +331,7 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _health(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "worker": os.getpid()})
+    return json_response({"status": "ok", "worker": os.getpid()})
 
 
 def build_app(
@@ -429,25 +342,31 @@ def build_app(
 ) -> web.Application:
     """The central application; nothing is opened until the app starts."""
     ops = tuple(operations)
+    metrics = CentralMetrics()
     app = web.Application(
-        middlewares=[error_middleware],
         client_max_size=settings.body_limit * OUTBOX_BODY_FACTOR,
+        # No middleware (see ``answers``): aiohttp's access-log hook counts every request.
+        handler_args={"access_log_class": RequestTally, "access_log": metrics},
     )
     app[OPENAPI_DOC] = json.dumps(build_openapi(ops, version=API_VERSION)).encode()
-    app[METRICS] = CentralMetrics()
+    app[METRICS] = metrics
     app.cleanup_ctx.append(_resources(settings, clock or SystemClock()))
     app.cleanup_ctx.append(_alert_loop)
     app.cleanup_ctx.append(_notify_loops)
     app.cleanup_ctx.append(_programme_scheduler)
     app.cleanup_ctx.append(_metrics_fold)
-    app.on_response_prepare.append(_worker_header)
-    app.router.add_get("/openapi.json", _openapi)
-    app.router.add_get("/docs", _docs)
-    app.router.add_get("/healthz", _health)
-    app.router.add_get("/metrics", _metrics)
+    app.on_response_prepare.append(worker_header)
+    for path, handler in (
+        ("/openapi.json", _openapi),
+        ("/docs", _docs),
+        ("/healthz", _health),
+        ("/metrics", _metrics),
+    ):
+        add_page(app, path, handler)
     for op in ops:
         app.router.add_route(op.method, op.route_path, wrap(op))
     add_dashboard_pages(app)
     add_report_pages(app)
     add_portal_pages(app)
+    add_unrouted(app)
     return app

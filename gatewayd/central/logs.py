@@ -47,11 +47,23 @@ def mask_personal_data(
     return event_dict
 
 
+_least_level = logging.NOTSET  # what ``configure`` lets through; NOTSET before it ran
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at ``level`` would be written: a plain comparison, for hot paths that
+    would otherwise spend microseconds building fields nobody reads. Before ``configure``
+    ran (an application that set structlog up itself), always True: structlog decides."""
+    return level >= _least_level
+
+
 def configure(level: str = "info", json: bool = True) -> None:
     """Configure structlog once per process (each ``--workers`` child calls it).
 
     Logs go to stderr: stdout is for what a command prints on purpose (keys, JSON).
     """
+    global _least_level
+    _least_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
@@ -61,12 +73,17 @@ def configure(level: str = "info", json: bool = True) -> None:
             mask_personal_data,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(_least_level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def reset() -> None:
+    """Undo ``configure`` (tests that run commands in-process configure logging globally)."""
+    global _least_level
+    _least_level = logging.NOTSET
+    structlog.reset_defaults()
 
 
 def get_logger(name: str) -> Any:

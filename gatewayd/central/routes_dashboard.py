@@ -27,6 +27,8 @@ from .api import (
     ID_QUERY,
     Operation,
     QueryParam,
+    add_page,
+    add_static_files,
     parse_body,
     path_int,
     respond,
@@ -150,13 +152,13 @@ async def _to_overview(_request: web.Request) -> web.StreamResponse:
 
 def add_dashboard_pages(app: web.Application) -> None:
     """Mount the pages and their static assets (scripts and styles only; no data)."""
-    app.router.add_get("/dashboard", _to_overview)
-    app.router.add_get("/dashboard/", _page("index.html"))
-    app.router.add_get("/dashboard/gateway", _page("gateway.html"))
-    app.router.add_get("/dashboard/alerts", _page("alerts.html"))
-    app.router.add_get("/dashboard/login", _page("login.html"))
-    app.router.add_static("/dashboard/static", STATIC)
-    app.router.add_get("/v1/dashboard/stream", stream)
+    add_page(app, "/dashboard", _to_overview)
+    add_page(app, "/dashboard/", _page("index.html"))
+    add_page(app, "/dashboard/gateway", _page("gateway.html"))
+    add_page(app, "/dashboard/alerts", _page("alerts.html"))
+    add_page(app, "/dashboard/login", _page("login.html"))
+    add_static_files(app, "/dashboard/static", STATIC)
+    add_page(app, "/v1/dashboard/stream", stream)
 
 
 # --- login -----------------------------------------------------------------------------------

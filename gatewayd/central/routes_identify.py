@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .api import Operation, parse_body, principal, respond, services
 from .clock import iso
+from .jsonwire import json_bytes_response, json_response
 from .members import summary_of
 from .schemas import (
     IdentifyRequest,
@@ -19,18 +20,16 @@ async def identify(request: web.Request) -> web.Response:
     req = await parse_body(request, IdentifyRequest)
     svc = services(request)
     caller = principal(request)
-    caller.require_store(req.store)
+    caller.require_store(req.store)  # before the rate limit: another store's key spends none
     svc.identify_limit.hit(f"{req.store}/{req.terminal}")
     outcome = await svc.identifier.identify(req, caller)
-    if outcome.text is not None:
+    if outcome.raw is not None:
         # A fresh answer, serialised once for the record and for the wire. The same bytes
         # as the branches below (tests/central/test_central_perf_parts.py checks).
-        return web.Response(
-            text=outcome.text, status=outcome.status, content_type="application/json"
-        )
+        return json_bytes_response(outcome.raw, status=outcome.status)
     if outcome.status == 200:
         return respond(IdentifyResponse, outcome.body)
-    return web.json_response(outcome.body, status=outcome.status)
+    return json_response(outcome.body, status=outcome.status)
 
 
 async def redeem(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final
 from aiohttp import web
 from pydantic import Field
 
-from .api import Operation, QueryParam, parse_body, respond, services
+from .api import Operation, QueryParam, add_page, add_static_files, parse_body, respond, services
 from .clock import iso, to_millis
 from .errors import Invalid, Unauthenticated
 from .portal import REALM, Portal, qr_svg
@@ -334,11 +334,11 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def add_portal_pages(app: web.Application) -> None:
     """Mount the pages, their assets and the security headers of everything under /portal."""
-    app.router.add_get("/portal", _to_home)
+    add_page(app, "/portal", _to_home)
     for path, name in PAGES.items():
-        app.router.add_get(path, _page(name))
-    app.router.add_get("/portal/login", _page("login.html"))
-    app.router.add_static("/portal/static", STATIC)
+        add_page(app, path, _page(name))
+    add_page(app, "/portal/login", _page("login.html"))
+    add_static_files(app, "/portal/static", STATIC)
     app.on_response_prepare.append(_security_headers)
 
 

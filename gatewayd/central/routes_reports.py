@@ -15,7 +15,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from . import exports
-from .api import ID_QUERY, Operation, QueryParam, respond
+from .api import ID_QUERY, Operation, QueryParam, add_page, add_static_files, respond
 from .api import services as services_of
 from .errors import Invalid
 from .reports import REPORTS, ReportOut
@@ -71,9 +71,9 @@ async def _to_page(_request: web.Request) -> web.StreamResponse:
 
 def add_report_pages(app: web.Application) -> None:
     """``/reports/`` and its script and style (no data: that comes from the API)."""
-    app.router.add_get("/reports", _to_page)
-    app.router.add_get("/reports/", _page("index.html"))
-    app.router.add_static("/reports/static", STATIC)
+    add_page(app, "/reports", _to_page)
+    add_page(app, "/reports/", _page("index.html"))
+    add_static_files(app, "/reports/static", STATIC)
 
 
 OPERATIONS = (

@@ -21,6 +21,13 @@ async def test_unknown_route_and_wrong_method_use_the_error_shape(central: Any) 
     assert "POST" in resp.headers["Allow"]
     status, body, _ = await central.call("GET", "/v1/members/abc")
     assert status == 404 and set(body["error"]) == {"code", "message"}
+    # Any path at all, a newline or non-ASCII in it included, a static file that is not.
+    for path in ("/v1/members/%0A%C3%98/passes", "/", "/dashboard/static/../../app.py"):
+        status, body, resp = await central.call("GET", path)
+        assert status == 404 and body["error"]["code"] == "not_found", path
+        assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    status, body, _ = await central.call("GET", "/portal/static/nope.js")
+    assert (status, body["error"]["code"]) == (404, "not_found")
 
 
 async def test_bodies_invalid_json_and_too_large(central: Any) -> None:

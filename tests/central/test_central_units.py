@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import structlog
 
+from gatewayd.central import logs
 from gatewayd.central.config import SettingsError, load_settings
 from gatewayd.central.errors import RateLimited
 from gatewayd.central.identify import pan_from_track
@@ -95,3 +97,17 @@ def test_token_bucket() -> None:
 )
 def test_pan_from_track(data: str, pan: str | None) -> None:
     assert pan_from_track(data) == pan
+
+
+def test_log_level_check_follows_configure() -> None:
+    # identify asks ``logs.enabled`` before building its log line (a comparison, not a call
+    # through structlog's proxies); before ``configure`` structlog itself decides.
+    assert logs.enabled(logging.DEBUG)
+    logs.configure("warning")
+    assert not logs.enabled(logging.INFO) and logs.enabled(logging.WARNING)
+    with structlog.testing.capture_logs() as captured:
+        get_logger("t").info("dropped")
+        get_logger("t").warning("kept")
+    assert [line["event"] for line in captured] == ["kept"]
+    logs.reset()
+    assert logs.enabled(logging.INFO)
