@@ -1,8 +1,9 @@
-"""The aiohttp application: middlewares, routes and the one cleanup context.
+"""The aiohttp application: routes, response hooks and the one cleanup context.
 
 Resources (database engine, HTTP client for payment providers, services) are acquired in
 ``_resources`` before its ``yield`` and released after it, in reverse order. Every error,
-including aiohttp's own 404/405/413, leaves as ``{"error": {"code", "message"}}``.
+unknown paths and wrong methods included, leaves as ``{"error": {"code", "message"}}``;
+without a middleware (``answers`` says how and why).
 """
 
 from __future__ import annotations

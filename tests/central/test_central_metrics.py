@@ -46,6 +46,9 @@ async def test_metrics_count_identifications_and_requests_by_template(central: A
     assert (await central.identify("96000000000000000000"))[0] == 422  # bad check digit
     await central.ok("GET", f"/v1/members/{member['id']}")
     await central.call("GET", "/v1/nowhere/12345678")
+    await central.call("PUT", "/v1/identify")  # 405: another method is served there
+    async with central.http.get(central.url + "/portal/static/common.js") as resp:
+        assert resp.status == 200
 
     status, text = await scrape(central)
     assert status == 200
@@ -72,6 +75,15 @@ async def test_metrics_count_identifications_and_requests_by_template(central: A
     ) == 1.0
     assert sample(
         text, "central_http_request_duration_seconds_count", route="unmatched", status="404"
+    ) == 1.0
+    assert sample(
+        text, "central_http_request_duration_seconds_count", route="unmatched", status="405"
+    ) == 1.0
+    assert sample(
+        text,
+        "central_http_request_duration_seconds_count",
+        route="/portal/static/{name}",
+        status="200",
     ) == 1.0
     # Raw paths never become labels: no member id, no card number, no unknown path.
     assert f"/v1/members/{member['id']}\"" not in text and "12345678" not in text
